@@ -1,0 +1,1 @@
+"""merchant-assist: the application (settings, storage, router, API, CLI)."""

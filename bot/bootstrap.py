@@ -1,0 +1,41 @@
+"""Bring a database and the process up to date: schema, shipped FAQ, router."""
+
+import logging
+from functools import lru_cache
+
+from bot.config import get_settings
+from bot.database import get_engine, session_scope, upgrade_schema
+from bot.router import Router
+from bot.store import Store, get_store
+from knowledge import service as knowledge_service
+from knowledge.live import get_live_knowledge
+
+log = logging.getLogger(__name__)
+
+
+def prepare_database() -> None:
+    """Migrate the schema when it is behind and load the shipped FAQ into an empty table."""
+    if upgrade_schema(get_engine()):
+        log.info("database schema upgraded")
+    with session_scope() as db_session:
+        added = knowledge_service.seed_defaults(db_session=db_session)
+    if added:
+        log.info("loaded %d FAQ entries", added)
+
+
+def make_router(*, store: Store | None = None, record: bool = True) -> Router:
+    """A router wired to the configured store and the live knowledge base."""
+    settings = get_settings()
+    return Router(
+        store=store or get_store(),
+        knowledge=get_live_knowledge(),
+        session_ttl=settings.session_ttl_seconds,
+        record=record,
+        max_chars=settings.max_message_chars,
+    )
+
+
+@lru_cache
+def get_router() -> Router:
+    """The process-wide router."""
+    return make_router()

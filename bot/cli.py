@@ -1,0 +1,158 @@
+"""The `merchant-assist` command line."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="merchant-assist: 发票商户智能客服", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+faq_app = typer.Typer(help="FAQ import and export (YAML).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(faq_app, name="faq")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    """Configure logging for every command."""
+    from bot.config import get_settings
+
+    level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the HTTP server (JSON chat API, admin API, OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from bot.bootstrap import prepare_database
+
+    prepare_database()
+    typer.echo(f"merchant-assist on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
+    typer.echo(
+        f"chat: curl -s http://{host}:{port}/api/chat -H 'content-type: application/json' "
+        "-d '{\"user_id\":\"demo\",\"text\":\"开票提示服务器繁忙怎么办\"}'",
+        err=True,
+    )
+    typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
+    uvicorn.run("bot.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@app.command()
+def chat(user: Annotated[str, typer.Option(help="Merchant id for this conversation.")] = "terminal") -> None:
+    """Talk to the bot in the terminal (the same router as every channel)."""
+    from bot.bootstrap import make_router, prepare_database
+    from bot.database import session_scope
+    from bot.messages import IncomingMessage
+
+    prepare_database()
+    router = make_router()
+    typer.echo("发票助手已就绪。输入问题后回车；输入 /quit 退出。")
+    while True:
+        try:
+            line = input("您> ")
+        except (EOFError, KeyboardInterrupt):
+            typer.echo("")
+            break
+        if line.strip() in {"/quit", "/exit"}:
+            break
+        with session_scope() as db_session:
+            reply = router.handle(IncomingMessage(channel="terminal", user_id=user, text=line), db_session=db_session)
+        typer.echo("助手> " + reply.render_text().replace("\n", "\n      ") + "\n")
+
+
+@app.command()
+def triage() -> None:
+    """Classify messages in bulk: one message per line on stdin, one JSON object per line on stdout.
+
+    Each line is the first message of a fresh conversation. A line that is a JSON object with a "text"
+    field is read as that text. Nothing is recorded.
+    """
+    from bot.bootstrap import make_router, prepare_database
+    from bot.database import session_scope
+    from bot.messages import IncomingMessage
+    from bot.store import MemoryStore
+
+    prepare_database()
+    router = make_router(store=MemoryStore(), record=False)
+    out = sys.stdout
+    for number, raw in enumerate(sys.stdin.buffer, 1):
+        text = _line_text(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        with session_scope() as db_session:
+            message = IncomingMessage(channel="triage", user_id=f"line-{number}", text=text)
+            reply = router.handle(message, db_session=db_session)
+        row = {
+            "text": text,
+            "action": reply.intent,
+            "topic": reply.topic,
+            "score": reply.confidence if reply.confidence is not None else 0.0,
+            "candidates": reply.candidates,
+        }
+        if reply.intent == "invoice_lookup":
+            row["invoice"] = reply.invoice or {}
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+
+
+def _line_text(line: str) -> str:
+    if line.startswith("{"):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return line
+        if isinstance(data, dict) and isinstance(data.get("text"), str):
+            return data["text"]
+    return line
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    from bot.database import get_engine, upgrade_schema
+
+    changed = upgrade_schema(get_engine())
+    typer.echo("schema upgraded" if changed else "schema already up to date")
+
+
+@faq_app.command("import")
+def faq_import(path: Annotated[Path, typer.Argument(help="YAML file with a list of FAQ entries.")]) -> None:
+    """Create or update FAQ entries from a YAML file."""
+    from bot.bootstrap import prepare_database
+    from bot.database import session_scope
+    from knowledge import service
+
+    try:
+        entries = service.parse_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        typer.echo(f"cannot import {path}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    prepare_database()
+    with session_scope() as db_session:
+        counts = service.import_entries(db_session=db_session, entries=entries)
+    typer.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@faq_app.command("export")
+def faq_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; stdout if omitted.")] = None,
+) -> None:
+    """Write every FAQ entry as YAML."""
+    from bot.bootstrap import prepare_database
+    from bot.database import session_scope
+    from knowledge import service
+
+    prepare_database()
+    with session_scope() as db_session:
+        text = service.to_yaml(service.get_all(db_session=db_session))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)

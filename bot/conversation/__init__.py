@@ -1,0 +1,1 @@
+"""Conversation turns: what each merchant said and what the bot answered."""

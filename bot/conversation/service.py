@@ -1,0 +1,34 @@
+"""Recording and reading conversation turns."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.conversation.models import ConversationTurn
+from bot.messages import IncomingMessage, Reply
+
+
+def record_turn(*, db_session: Session, message: IncomingMessage, reply: Reply) -> ConversationTurn:
+    """Store one message and the reply to it."""
+    turn = ConversationTurn(
+        channel=message.channel,
+        user_id=message.user_id,
+        text=message.text,
+        intent=reply.intent,
+        topic=reply.topic,
+        confidence=reply.confidence,
+        reply=reply.render_text(),
+    )
+    db_session.add(turn)
+    db_session.flush()
+    return turn
+
+
+def get_history(*, db_session: Session, channel: str, user_id: str, limit: int = 50) -> list[ConversationTurn]:
+    """The latest turns of one conversation, oldest first."""
+    query = (
+        select(ConversationTurn)
+        .where(ConversationTurn.channel == channel, ConversationTurn.user_id == user_id)
+        .order_by(ConversationTurn.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(db_session.scalars(query))))

@@ -1,0 +1,60 @@
+"""Channel-neutral messages: what a channel adapter hands in and what it renders out."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Intent = Literal["answer", "guide", "clarify", "invoice_lookup", "handoff", "greeting", "fallback"]
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A merchant's message as every channel delivers it to the router."""
+
+    channel: str
+    user_id: str
+    text: str
+    message_id: str | None = None
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Option:
+    """A choice offered to the merchant; `payload` is what choosing it means to the router."""
+
+    label: str
+    payload: str
+
+
+@dataclass
+class Reply:
+    """What the bot answers: text plus numbered options, and how it understood the message."""
+
+    text: str
+    intent: Intent
+    options: list[Option] = field(default_factory=list)
+    topic: str | None = None
+    confidence: float | None = None
+    candidates: list[str] = field(default_factory=list)
+    invoice: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form for the API."""
+        return {
+            "text": self.text,
+            "options": [{"label": o.label, "payload": o.payload} for o in self.options],
+            "intent": self.intent,
+            "topic": self.topic,
+            "confidence": self.confidence,
+            "candidates": self.candidates,
+            "invoice": self.invoice,
+        }
+
+    def render_text(self) -> str:
+        """Plain-text rendering with numbered options (terminal, WeChat passive reply)."""
+        if not self.options:
+            return self.text
+        lines = [self.text, ""]
+        lines += [f"{i}. {o.label}" for i, o in enumerate(self.options, 1)]
+        lines.append(f"请回复数字 1-{len(self.options)} 选择。")
+        return "\n".join(lines)

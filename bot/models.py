@@ -1,0 +1,7 @@
+"""One place that imports every model so metadata and migrations see them all."""
+
+
+def import_all_models() -> None:
+    """Import each domain's models module."""
+    import bot.conversation.models  # noqa: F401
+    import knowledge.models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Knowledge base: FAQ entries, the Chinese matcher, and their admin API."""

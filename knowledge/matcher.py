@@ -1,0 +1,237 @@
+"""The FAQ matcher: lexical recall over characters and pinyin, an embedding re-ranker, calibrated outcomes.
+
+A message is folded (full-width, case, synonyms, fillers), compared with every phrasing of every topic by
+TF-IDF over character and pinyin n-grams (typo-robust), and with the answers. Pasted error codes hit their
+topic directly. When that is not decisive, the multilingual-e5 embedding of the message re-ranks all topics.
+A logistic model over the best score and its margin to the runner-up gives the confidence, which picks the
+outcome: answer, clarify (offer the top choices) or not_sure.
+"""
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+
+from knowledge.embedding import Embedder
+from knowledge.lexical import LexicalIndex
+from knowledge.text import Lexicon, error_codes, fold, units
+
+Outcome = Literal["answer", "clarify", "not_sure"]
+DATA_DIR = Path(__file__).resolve().parent / "data"
+_CLAUSE = re.compile(r"[。！？!?；;，,\n]+")
+
+
+@dataclass(frozen=True)
+class Topic:
+    """What the matcher needs of an FAQ entry."""
+
+    id: str
+    question: str
+    alternates: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    answer: str = ""
+
+    @property
+    def phrasings(self) -> tuple[str, ...]:
+        """The question and its other phrasings."""
+        return (self.question, *self.alternates)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A topic and its combined score."""
+
+    topic: str
+    score: float
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Ranked candidates, the confidence that the first is right, and the outcome it leads to."""
+
+    outcome: Outcome
+    confidence: float
+    candidates: list[Candidate]
+    reranked: bool = False
+
+    @property
+    def topic(self) -> str | None:
+        """The answered topic, when the outcome is an answer."""
+        return self.candidates[0].topic if self.outcome == "answer" and self.candidates else None
+
+    def choices(self, limit: int = 3) -> list[str]:
+        """Topic ids worth offering as choices."""
+        return [c.topic for c in self.candidates[:limit]]
+
+
+@dataclass
+class Weights:
+    """How the signals add up, and how score and margin map to a confidence."""
+
+    phrasing: float = 1.0
+    answer: float = 0.3
+    embedding: float = 1.0
+    passage: float = 0.3
+    error_code: float = 1.0
+    conf_bias: float = -4.0
+    conf_score: float = 3.0
+    conf_margin: float = 6.0
+
+
+@dataclass
+class Policy:
+    """Confidence thresholds for each outcome, and when the lexical stage alone may answer."""
+
+    answer_at: float = 0.8
+    clarify_at: float = 0.35
+    clarify_band: float = 0.35
+    fast_score: float = 0.85
+    fast_margin: float = 0.3
+    max_choices: int = 3
+
+
+@dataclass
+class MatcherConfig:
+    """Weights and policy for the full (embedding) mode and for the lexical-only mode."""
+
+    full: Weights = field(default_factory=Weights)
+    lexical: Weights = field(default_factory=lambda: Weights(embedding=0.0, passage=0.0))
+    policy: Policy = field(default_factory=Policy)
+    lexical_policy: Policy = field(default_factory=Policy)
+
+    @classmethod
+    def load(cls, path: Path = DATA_DIR / "matcher.yaml") -> "MatcherConfig":
+        """Read the shipped calibration; defaults when the file is absent."""
+        if not path.exists():
+            return cls()
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return cls(
+            full=Weights(**data.get("full", {})),
+            lexical=Weights(**data.get("lexical", {})),
+            policy=Policy(**data.get("policy", {})),
+            lexical_policy=Policy(**data.get("lexical_policy", {})),
+        )
+
+
+def load_lexicon(path: Path = DATA_DIR / "lexicon.yaml") -> Lexicon:
+    """The shipped domain vocabulary."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return Lexicon(synonyms=data.get("synonyms", {}), fillers=data.get("fillers", []))
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function."""
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+class Matcher:
+    """Matches a merchant's message to FAQ topics."""
+
+    def __init__(
+        self,
+        topics: Sequence[Topic],
+        *,
+        lexicon: Lexicon,
+        embedder: Embedder | None = None,
+        config: MatcherConfig | None = None,
+    ) -> None:
+        self.topics = list(topics)
+        self.ids = [t.id for t in self.topics]
+        self.lexicon = lexicon
+        self.embedder = embedder
+        self.config = config or MatcherConfig()
+        n = len(self.topics)
+        phrasings, groups = [], []
+        for gi, topic in enumerate(self.topics):
+            for text in topic.phrasings:
+                phrasings.append(text)
+                groups.append(gi)
+        self._groups = np.asarray(groups, dtype=np.int64)
+        self._phrasing_index = LexicalIndex([self.prepare(p) for p in phrasings], groups, n)
+        self._answer_index = LexicalIndex([self.prepare(t.answer) for t in self.topics], list(range(n)), n)
+        self._codes: dict[str, list[int]] = {}
+        for gi, topic in enumerate(self.topics):
+            for keyword in topic.keywords:
+                for code in error_codes(fold(keyword)):
+                    self._codes.setdefault(code, []).append(gi)
+        self._phrasing_vectors = self._answer_vectors = None
+        if embedder is not None and n:
+            self._phrasing_vectors = embedder.queries(phrasings)
+            self._answer_vectors = embedder.passages([t.answer for t in self.topics])
+
+    @property
+    def mode(self) -> str:
+        """"full" with the embedding re-ranker, "lexical" without."""
+        return "full" if self._phrasing_vectors is not None else "lexical"
+
+    def prepare(self, text: str) -> list[str]:
+        """The comparable units of a text."""
+        return units(self.lexicon.canonicalize(fold(text)))
+
+    def lexical_scores(self, text: str, weights: Weights) -> np.ndarray:
+        """Phrasing, answer and error-code evidence for every topic."""
+        prepared = self.prepare(text)
+        scores = weights.phrasing * self._phrasing_index.group_scores(prepared)
+        if weights.answer:
+            scores += weights.answer * self._answer_index.group_scores(prepared)
+        for code in set(error_codes(fold(text))):
+            for gi in self._codes.get(code, ()):
+                scores[gi] += weights.error_code
+        return scores
+
+    def embedding_scores(self, text: str, weights: Weights) -> np.ndarray:
+        """Embedding evidence for every topic (best phrasing, plus the answer), rescaled around 0."""
+        vector = self.embedder.query(text)  # type: ignore[union-attr]
+        best = np.full(len(self.topics), -1.0, dtype=np.float32)
+        np.maximum.at(best, self._groups, self._phrasing_vectors @ vector)
+        scores = weights.embedding * (best - 0.8) / 0.2
+        if weights.passage:
+            scores += weights.passage * (self._answer_vectors @ vector - 0.8) / 0.2
+        return scores
+
+    def match(self, text: str) -> MatchResult:
+        """Rank the topics for a message and decide what to do with it."""
+        if not self.topics or not self.prepare(text):
+            return MatchResult("not_sure", 0.0, [])
+        full = self.mode == "full"
+        weights = self.config.full if full else self.config.lexical
+        policy = self.config.policy if full else self.config.lexical_policy
+        lexical = self.lexical_scores(text, weights)
+        reranked = False
+        scores = lexical
+        if full:
+            top, margin = _top_two(lexical)
+            if not (top >= policy.fast_score and margin >= policy.fast_margin):
+                scores = lexical + self.embedding_scores(text, weights)
+                reranked = True
+        return self._decide(scores, weights, policy, reranked)
+
+    def _decide(self, scores: np.ndarray, weights: Weights, policy: Policy, reranked: bool) -> MatchResult:
+        order = np.argsort(-scores, kind="stable")[: max(policy.max_choices, 5)]
+        top, margin = _top_two(scores)
+        confidence = sigmoid(weights.conf_bias + weights.conf_score * top + weights.conf_margin * margin)
+        candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in order]
+        if confidence >= policy.answer_at:
+            outcome: Outcome = "answer"
+        elif confidence >= policy.clarify_at:
+            outcome = "clarify"
+            candidates = [c for c in candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
+            if len(candidates) < 2:
+                outcome = "not_sure"
+        else:
+            outcome = "not_sure"
+        return MatchResult(outcome, round(confidence, 4), candidates, reranked)
+
+
+def _top_two(scores: np.ndarray) -> tuple[float, float]:
+    if len(scores) == 0:
+        return 0.0, 0.0
+    if len(scores) == 1:
+        return float(scores[0]), float(scores[0])
+    first, second = np.partition(scores, -2)[-2:][::-1]
+    return float(first), float(first - second)

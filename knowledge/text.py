@@ -1,0 +1,81 @@
+"""Chinese text normalisation and the units the matcher compares (characters, pinyin, codes)."""
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from pypinyin import Style, lazy_pinyin
+
+# A Han character, or a run of latin letters/digits (error codes such as 09D11F stay whole).
+_UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
+_SPACE = re.compile(r"\s+")
+# Device and platform error codes: 6 hex-like characters with at least one digit and one letter.
+_ERROR_CODE = re.compile(r"(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{6}(?![0-9a-z])")
+
+
+def clean(text: str) -> str:
+    """Fold full-width forms, drop control characters and squeeze whitespace."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub("", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def fold(text: str) -> str:
+    """Return the comparable form of a text: cleaned and lower-cased."""
+    return clean(text).lower()
+
+
+def units(text: str) -> list[str]:
+    """Split folded text into Han characters and latin/digit runs; punctuation and emoji drop out."""
+    return _UNIT.findall(text)
+
+
+def error_codes(text: str) -> list[str]:
+    """Return the device/platform error codes (e.g. 09d11f) in folded text."""
+    return _ERROR_CODE.findall(text)
+
+
+@lru_cache(maxsize=65536)
+def syllable(unit: str) -> str:
+    """Return the toneless pinyin of a Han character, or the unit itself."""
+    if len(unit) == 1 and "\u3400" <= unit <= "\ufaff":
+        return lazy_pinyin(unit, style=Style.NORMAL)[0]
+    return unit
+
+
+def has_han(text: str) -> bool:
+    """Return True when the text holds at least one Han character."""
+    return any("\u3400" <= ch <= "\u9fff" for ch in text)
+
+
+@dataclass
+class Lexicon:
+    """Domain synonyms folded to one canonical form, and filler phrases that carry no meaning."""
+
+    synonyms: dict[str, list[str]] = field(default_factory=dict)
+    fillers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._canonical: dict[str, str] = {}
+        for canonical, variants in self.synonyms.items():
+            for variant in variants:
+                self._canonical[fold(variant)] = fold(canonical)
+        self._synonym_re = _alternation(self._canonical)
+        self._filler_re = _alternation({fold(f): "" for f in self.fillers})
+
+    def canonicalize(self, folded: str) -> str:
+        """Replace every known variant by its canonical form and drop filler phrases."""
+        if self._synonym_re is not None:
+            folded = self._synonym_re.sub(lambda m: self._canonical[m.group(0)], folded)
+        if self._filler_re is not None:
+            folded = self._filler_re.sub("", folded)
+        return folded
+
+
+def _alternation(words: dict[str, str]) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    ordered = sorted(words, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in ordered))
