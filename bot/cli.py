@@ -38,7 +38,7 @@ def serve(
     typer.echo(f"merchant-assist on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
     typer.echo(
         f"chat: curl -s http://{host}:{port}/api/chat -H 'content-type: application/json' "
-        "-d '{\"user_id\":\"demo\",\"text\":\"开票提示服务器繁忙怎么办\"}'",
+        '-d \'{"user_id":"demo","text":"开票提示服务器繁忙怎么办"}\'',
         err=True,
     )
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)

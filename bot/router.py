@@ -16,11 +16,18 @@ from knowledge.text import clean, fold, units
 
 log = logging.getLogger(__name__)
 
+
 class Router:
     """Turns one incoming message into one reply."""
 
     def __init__(
-        self, *, store: Store, knowledge: LiveKnowledge, session_ttl: float = 1800, record: bool = True, max_chars: int = 2000,
+        self,
+        *,
+        store: Store,
+        knowledge: LiveKnowledge,
+        session_ttl: float = 1800,
+        record: bool = True,
+        max_chars: int = 2000,
     ):
         self.store = store
         self.knowledge = knowledge
@@ -62,11 +69,11 @@ class Router:
             return invoice.handle(turn, invoice_scan)
         if greeting.is_greeting(text):
             return greeting.handle(turn)
+        if invoice.wants_lookup(text):
+            return invoice.handle(turn, None)
         result = turn.knowledge.matcher.match(text)
         if result.outcome == "answer":
             return faq.answer(turn, result.candidates[0].topic, result.confidence, result.choices())
-        if invoice.wants_lookup(text):
-            return invoice.handle(turn, None)
         if result.outcome == "clarify":
             return faq.clarify(turn, result)
         return fallback.handle(turn, confidence=result.confidence, candidates=result.choices())

@@ -8,7 +8,9 @@ from knowledge.matcher import MatchResult
 from knowledge.text import fold
 
 _CHINESE_ORDINALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_CHOICE = re.compile(r"^(?:第|选|选择|选第|我选|就|要)?\s*([1-9]|[一二两三四五六七八九])\s*(?:个|条|项|号)?(?:吧|的|啊|呢)?$")
+_CHOICE = re.compile(
+    r"^(?:第|选|选择|选第|我选|就|要)?\s*([1-9]|[一二两三四五六七八九])\s*(?:个|条|项|号)?(?:吧|的|啊|呢)?$"
+)
 
 
 def parse_choice(text: str, count: int) -> int | None:

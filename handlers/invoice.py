@@ -8,10 +8,12 @@ from knowledge.identifiers import InvoiceScan
 from knowledge.text import fold
 
 _LOOKUP = re.compile(
-    r"(查|查询|查一下|查下|查查|帮我查|看看|看一下|跟踪)(一下|下)?(我|我们|我的|我们的)?.{0,8}(发票|票)(的)?(状态|进度|开好|到哪|开出来)?"
+    r"(查(?!验|重)|查询|查一下|查下|查查|帮我查|看看|看一下|跟踪)(一下|下)?(我|我们|我的|我们的)?.{0,8}(发票|票)(的)?(状态|进度|开好|到哪|开出来)?"
     r"|(发票|票)(的)?(状态|进度)(查询)?|发票(开好了没|开出来了没|到哪了)"
 )
-_HOW_TO = re.compile(r"怎么|如何|为什么|为啥|咋|能不能|能否|可以吗|吗|几次|提示|报错|失败|不了|不到|没有|无法|规则|流程|步骤|多久")
+_HOW_TO = re.compile(
+    r"验|真伪|勾选|抵扣|认证|红冲|作废|怎么|如何|为什么|为啥|咋|能不能|能否|可以吗|吗|几次|提示|报错|失败|不了|不到|没有|无法|规则|流程|步骤|多久"
+)
 
 ASK_NUMBER = (
     "好的，我来帮您查发票状态。请发送发票号码：\n"
@@ -35,9 +37,11 @@ def handle(turn: Turn, invoice_scan: InvoiceScan | None) -> Reply:
     if ref is None or invoice_scan.problem:
         found = ""
         if ref is not None:
-            found = "已识别：" + "，".join(
-                f"{'发票代码' if k == 'code' else '发票号码'} {v}" for k, v in ref.as_dict().items()
-            ) + "。"
+            found = (
+                "已识别："
+                + "，".join(f"{'发票代码' if k == 'code' else '发票号码'} {v}" for k, v in ref.as_dict().items())
+                + "。"
+            )
         return Reply(
             text=f"{found}{invoice_scan.problem}。请核对后重新发送。",
             intent="invoice_lookup",

@@ -13,8 +13,37 @@ _CODE_LABEL = re.compile(r"(发票)?代码\s*[:：]?\s*$")
 _NUMBER_LABEL = re.compile(r"(发票)?号码?\s*[:：]?\s*$")
 
 PROVINCES_2 = {
-    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
-    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65",
+    "11",
+    "12",
+    "13",
+    "14",
+    "15",
+    "21",
+    "22",
+    "23",
+    "31",
+    "32",
+    "33",
+    "34",
+    "35",
+    "36",
+    "37",
+    "41",
+    "42",
+    "43",
+    "44",
+    "45",
+    "46",
+    "50",
+    "51",
+    "52",
+    "53",
+    "54",
+    "61",
+    "62",
+    "63",
+    "64",
+    "65",
 }
 
 
@@ -28,7 +57,7 @@ class InvoiceRef:
 
     @property
     def kind(self) -> str:
-        """"digital" for a 数电票 number, "tax_control" for code + number, "partial" otherwise."""
+        """ "digital" for a 数电票 number, "tax_control" for code + number, "partial" otherwise."""
         if self.number and len(self.number) == 20:
             return "digital"
         return "tax_control" if self.code and self.number else "partial"
@@ -80,9 +109,7 @@ def scan(text: str) -> InvoiceScan | None:
             code = code or digits
         elif len(runs) == 2 and _is_code(runs[0]) and len(runs[1]) == 8 and not digits.startswith("2"):
             code, number = code or runs[0], number or runs[1]
-        elif len(digits) == 20:
-            number = number or digits
-        elif len(digits) == 8 and (_NUMBER_LABEL.search(before) or code):
+        elif len(digits) == 20 or (len(digits) == 8 and (_NUMBER_LABEL.search(before) or code)):
             number = number or digits
         elif _is_code(digits):
             code = code or digits
@@ -103,7 +130,4 @@ def scan(text: str) -> InvoiceScan | None:
 
 
 def _length_problem(digits: str) -> str:
-    return (
-        f"您发的号码是{len(digits)}位数字，发票号码应为20位（数电票），"
-        "或10位/12位发票代码加8位发票号码（税控发票）"
-    )
+    return f"您发的号码是{len(digits)}位数字，发票号码应为20位（数电票），或10位/12位发票代码加8位发票号码（税控发票）"

@@ -8,7 +8,6 @@ outcome: answer, clarify (offer the top choices) or not_sure.
 """
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,10 @@ import yaml
 
 from knowledge.embedding import Embedder
 from knowledge.lexical import LexicalIndex
-from knowledge.text import Lexicon, error_codes, fold, units
+from knowledge.text import Lexicon, alternation, error_codes, fold, units
 
 Outcome = Literal["answer", "clarify", "not_sure"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
-_CLAUSE = re.compile(r"[。！？!?；;，,\n]+")
 
 
 @dataclass(frozen=True)
@@ -78,9 +76,37 @@ class Weights:
     embedding: float = 1.0
     passage: float = 0.3
     error_code: float = 1.0
+    keyword: float = 0.3
     conf_bias: float = -4.0
     conf_score: float = 3.0
     conf_margin: float = 6.0
+
+    def confidence(self, top: float, margin: float, domain: bool = True) -> float:
+        """Calibrated probability that the best topic is right; nil for a message with no invoice/tax term."""
+        if not domain:
+            return 0.0
+        return sigmoid(self.conf_bias + self.conf_score * top + self.conf_margin * margin)
+
+
+@dataclass
+class Signals:
+    """Per-topic evidence for one message; absent embedding signals count as zero."""
+
+    phrasing: np.ndarray
+    answer: np.ndarray
+    error_code: np.ndarray
+    keyword: np.ndarray
+    domain: bool = True
+    embedding: np.ndarray | None = None
+    passage: np.ndarray | None = None
+
+    def combine(self, weights: "Weights") -> np.ndarray:
+        """The weighted sum that ranks topics."""
+        total = weights.phrasing * self.phrasing + weights.answer * self.answer
+        total = total + weights.error_code * self.error_code + weights.keyword * self.keyword
+        if self.embedding is not None:
+            total = total + weights.embedding * self.embedding + weights.passage * self.passage
+        return total
 
 
 @dataclass
@@ -121,7 +147,9 @@ class MatcherConfig:
 def load_lexicon(path: Path = DATA_DIR / "lexicon.yaml") -> Lexicon:
     """The shipped domain vocabulary."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return Lexicon(synonyms=data.get("synonyms", {}), fillers=data.get("fillers", []))
+    return Lexicon(
+        synonyms=data.get("synonyms", {}), fillers=data.get("fillers", []), domain_terms=data.get("domain_terms", [])
+    )
 
 
 def sigmoid(x: float) -> float:
@@ -155,10 +183,17 @@ class Matcher:
         self._phrasing_index = LexicalIndex([self.prepare(p) for p in phrasings], groups, n)
         self._answer_index = LexicalIndex([self.prepare(t.answer) for t in self.topics], list(range(n)), n)
         self._codes: dict[str, list[int]] = {}
+        keyword_topics: dict[str, set[int]] = {}
         for gi, topic in enumerate(self.topics):
             for keyword in topic.keywords:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
+                canonical = "".join(self.prepare(keyword))
+                if len(canonical) >= 2:
+                    keyword_topics.setdefault(canonical, set()).add(gi)
+        # A keyword shared by several topics says less about each of them.
+        self._keywords = {k: (sorted(g), 1.0 / len(g)) for k, g in keyword_topics.items()}
+        self._keyword_re = alternation(self._keywords)
         self._phrasing_vectors = self._answer_vectors = None
         if embedder is not None and n:
             self._phrasing_vectors = embedder.queries(phrasings)
@@ -166,63 +201,71 @@ class Matcher:
 
     @property
     def mode(self) -> str:
-        """"full" with the embedding re-ranker, "lexical" without."""
+        """ "full" with the embedding re-ranker, "lexical" without."""
         return "full" if self._phrasing_vectors is not None else "lexical"
 
     def prepare(self, text: str) -> list[str]:
         """The comparable units of a text."""
         return units(self.lexicon.canonicalize(fold(text)))
 
-    def lexical_scores(self, text: str, weights: Weights) -> np.ndarray:
-        """Phrasing, answer and error-code evidence for every topic."""
+    def lexical_signals(self, text: str) -> Signals:
+        """Best-phrasing similarity, answer similarity and error-code hits for every topic."""
         prepared = self.prepare(text)
-        scores = weights.phrasing * self._phrasing_index.group_scores(prepared)
-        if weights.answer:
-            scores += weights.answer * self._answer_index.group_scores(prepared)
+        phrasing = self._phrasing_index.group_scores(prepared)
+        codes = np.zeros(len(self.topics), dtype=np.float32)
         for code in set(error_codes(fold(text))):
             for gi in self._codes.get(code, ()):
-                scores[gi] += weights.error_code
-        return scores
+                codes[gi] = 1.0
+        keywords = np.zeros(len(self.topics), dtype=np.float32)
+        if self._keyword_re is not None:
+            for found in set(self._keyword_re.findall("".join(prepared))):
+                topics, weight = self._keywords[found]
+                keywords[topics] += weight
+        return Signals(
+            phrasing=phrasing,
+            keyword=np.minimum(keywords, 1.0),
+            domain=self.lexicon.is_domain("".join(prepared)),
+            answer=self._answer_index.group_scores(prepared),
+            error_code=codes,
+        )
 
-    def embedding_scores(self, text: str, weights: Weights) -> np.ndarray:
-        """Embedding evidence for every topic (best phrasing, plus the answer), rescaled around 0."""
+    def embedding_signals(self, text: str, signals: Signals) -> Signals:
+        """Add the embedding similarities (best phrasing and answer), rescaled so 0.8 cosine is 0."""
         vector = self.embedder.query(text)  # type: ignore[union-attr]
         best = np.full(len(self.topics), -1.0, dtype=np.float32)
         np.maximum.at(best, self._groups, self._phrasing_vectors @ vector)
-        scores = weights.embedding * (best - 0.8) / 0.2
-        if weights.passage:
-            scores += weights.passage * (self._answer_vectors @ vector - 0.8) / 0.2
-        return scores
+        signals.embedding = (best - 0.8) / 0.2
+        signals.passage = (self._answer_vectors @ vector - 0.8) / 0.2
+        return signals
 
     def match(self, text: str) -> MatchResult:
         """Rank the topics for a message and decide what to do with it."""
         if not self.topics or not self.prepare(text):
             return MatchResult("not_sure", 0.0, [])
-        full = self.mode == "full"
-        weights = self.config.full if full else self.config.lexical
-        policy = self.config.policy if full else self.config.lexical_policy
-        lexical = self.lexical_scores(text, weights)
-        reranked = False
-        scores = lexical
-        if full:
-            top, margin = _top_two(lexical)
-            if not (top >= policy.fast_score and margin >= policy.fast_margin):
-                scores = lexical + self.embedding_scores(text, weights)
-                reranked = True
-        return self._decide(scores, weights, policy, reranked)
+        signals = self.lexical_signals(text)
+        if self.mode == "lexical" or self._decisive(signals.phrasing):
+            lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
+            if self.mode == "lexical" or lexical.outcome == "answer":
+                return lexical
+        self.embedding_signals(text, signals)
+        return self._decide(signals, self.config.full, self.config.policy, reranked=True)
 
-    def _decide(self, scores: np.ndarray, weights: Weights, policy: Policy, reranked: bool) -> MatchResult:
+    def _decisive(self, phrasing: np.ndarray) -> bool:
+        """True when the lexical stage alone is sure enough to skip the embedding re-ranker."""
+        top, margin = _top_two(phrasing)
+        return top >= self.config.policy.fast_score and margin >= self.config.policy.fast_margin
+
+    def _decide(self, signals: Signals, weights: Weights, policy: Policy, *, reranked: bool = False) -> MatchResult:
+        scores = signals.combine(weights)
         order = np.argsort(-scores, kind="stable")[: max(policy.max_choices, 5)]
         top, margin = _top_two(scores)
-        confidence = sigmoid(weights.conf_bias + weights.conf_score * top + weights.conf_margin * margin)
+        confidence = weights.confidence(top, margin, signals.domain)
         candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in order]
         if confidence >= policy.answer_at:
             outcome: Outcome = "answer"
         elif confidence >= policy.clarify_at:
             outcome = "clarify"
             candidates = [c for c in candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
-            if len(candidates) < 2:
-                outcome = "not_sure"
         else:
             outcome = "not_sure"
         return MatchResult(outcome, round(confidence, 4), candidates, reranked)

@@ -74,7 +74,10 @@ def import_entries(*, db_session: Session, entries: list[FaqIn]) -> dict[str, in
 
 def parse_yaml(text: str) -> list[FaqIn]:
     """Parse and validate a YAML list of entries (raises ValueError with the reason)."""
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from exc
     if not isinstance(data, list):
         raise ValueError("the file must hold a YAML list of FAQ entries")
     entries = [FaqIn.model_validate(item) for item in data]
@@ -87,10 +90,7 @@ def parse_yaml(text: str) -> list[FaqIn]:
 
 def to_yaml(entries: list[FaqEntry]) -> str:
     """Serialise entries as YAML, in the shipped format."""
-    rows = [
-        {"id": e.id, **{k: getattr(e, k) for k in EDITABLE}, "version": e.version}
-        for e in entries
-    ]
+    rows = [{"id": e.id, **{k: getattr(e, k) for k in EDITABLE}, "version": e.version} for e in entries]
     return yaml.safe_dump(rows, allow_unicode=True, sort_keys=False, width=120)
 
 

@@ -56,14 +56,18 @@ class Lexicon:
 
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     fillers: list[str] = field(default_factory=list)
+    domain_terms: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._canonical: dict[str, str] = {}
         for canonical, variants in self.synonyms.items():
             for variant in variants:
                 self._canonical[fold(variant)] = fold(canonical)
-        self._synonym_re = _alternation(self._canonical)
-        self._filler_re = _alternation({fold(f): "" for f in self.fillers})
+        self._synonym_re = alternation(self._canonical)
+        self._filler_re = alternation({fold(f): "" for f in self.fillers})
+        terms = [self.canonicalize(fold(t)) for t in self.domain_terms]
+        self._domain_chars = alternation([t for t in terms if len(units(t)) == 1])
+        self._domain_sounds = alternation([f" {sounds(t)} " for t in terms if len(units(t)) > 1])
 
     def canonicalize(self, folded: str) -> str:
         """Replace every known variant by its canonical form and drop filler phrases."""
@@ -74,7 +78,20 @@ class Lexicon:
         return folded
 
 
-def _alternation(words: dict[str, str]) -> re.Pattern[str] | None:
+    def is_domain(self, canonical: str) -> bool:
+        """True when canonicalised text mentions an invoice/tax term, allowing homophone typos."""
+        if self._domain_chars is not None and self._domain_chars.search(canonical):
+            return True
+        return self._domain_sounds is not None and bool(self._domain_sounds.search(f" {sounds(canonical)} "))
+
+
+def sounds(text: str) -> str:
+    """The units of a text as space-separated pinyin syllables."""
+    return " ".join(syllable(u) for u in units(text))
+
+
+def alternation(words) -> re.Pattern[str] | None:
+    """A regex matching any of the words, longest first; None for no words."""
     if not words:
         return None
     ordered = sorted(words, key=len, reverse=True)

@@ -11,8 +11,8 @@ def record_turn(*, db_session: Session, message: IncomingMessage, reply: Reply) 
     """Store one message and the reply to it."""
     turn = ConversationTurn(
         channel=message.channel,
-        user_id=message.user_id,
-        text=message.text,
+        user_id=storable(message.user_id),
+        text=storable(message.text),
         intent=reply.intent,
         topic=reply.topic,
         confidence=reply.confidence,
@@ -21,6 +21,11 @@ def record_turn(*, db_session: Session, message: IncomingMessage, reply: Reply) 
     db_session.add(turn)
     db_session.flush()
     return turn
+
+
+def storable(text: str) -> str:
+    """Text every database accepts: NUL (rejected by PostgreSQL) becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd")
 
 
 def get_history(*, db_session: Session, channel: str, user_id: str, limit: int = 50) -> list[ConversationTurn]:

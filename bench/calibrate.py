@@ -1,0 +1,213 @@
+"""Fit the matcher's weights, confidence model and thresholds on a labelled set; write knowledge/data/matcher.yaml.
+
+usage: python -m bench.calibrate [--data bench/data/calibration.jsonl] [--write] [--max-wrong 0.01]
+
+For each weighting of the signals (grid), the decision statistic is the combined top score and its margin to
+the runner-up. A logistic regression on (top, margin) predicts whether the top topic is right (out-of-scope
+rows count as wrong), which is the confidence; messages without any invoice/tax term get none. The answer threshold is the lowest confidence at which wrong
+answers stay under --max-wrong of all rows; the clarify threshold keeps most out-of-scope rows out of clarify.
+The fast path (lexical stage alone) gets the loosest thresholds with no wrong answer on the set.
+"""
+
+import argparse
+import itertools
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from knowledge import service
+from knowledge.embedding import load_embedder
+from knowledge.matcher import DATA_DIR, Matcher, MatcherConfig, Policy, Signals, Topic, Weights, load_lexicon
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_rows(path: Path) -> list[dict]:
+    """Labelled rows with expect answer / not_answer."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r.get("expect") in ("answer", "not_answer")]
+
+
+def build_matcher() -> Matcher:
+    """The matcher over the shipped FAQ, with embeddings."""
+    topics = [
+        Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in service.default_entries()
+    ]
+    embedder = load_embedder(REPO / "var" / "embeddings.npz")
+    if embedder is None:
+        raise SystemExit("the embedding model is needed for calibration")
+    matcher = Matcher(topics, lexicon=load_lexicon(), embedder=embedder)
+    embedder.save()
+    return matcher
+
+
+def all_signals(matcher: Matcher, rows: list[dict]) -> list[Signals]:
+    """Every signal for every row (the embedding always computed)."""
+    return [matcher.embedding_signals(r["text"], matcher.lexical_signals(r["text"])) for r in rows]
+
+
+def statistics(signals: list[Signals], weights: Weights, truth: list[int | None]) -> np.ndarray:
+    """Rows of (top, margin, domain, right, right_in_top3) for one weighting."""
+    out = []
+    for sig, want in zip(signals, truth, strict=True):
+        scores = sig.combine(weights)
+        order = np.argsort(-scores)
+        top, second = float(scores[order[0]]), float(scores[order[1]])
+        right = want is not None and order[0] == want
+        out.append((top, top - second, float(sig.domain), right, want is not None and want in order[:3]))
+    return np.array(out, dtype=np.float64)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 3000, l2: float = 1e-3) -> np.ndarray:
+    """Logistic regression by Newton's method; returns (bias, w1, w2, ...)."""
+    design = np.c_[np.ones(len(x)), x]
+    beta = np.zeros(design.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(design @ beta, -50, 50)))
+        grad = design.T @ (p - y) + l2 * beta
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + l2 * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return beta
+
+
+def choose_thresholds(conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray, max_wrong: float) -> dict:
+    """Answer and clarify thresholds, and the outcome mix they give."""
+    n = len(conf)
+    right = stats[:, 3].astype(bool)
+    best = None
+    for t in [*sorted(set(np.round(conf, 4))), 1.0]:
+        answered = conf >= t
+        wrong = int((answered & ~right).sum())
+        if wrong <= max_wrong * n:
+            best = t
+            break
+    answered = conf >= best
+    out_scope = ~in_domain
+    clarify_at = best
+    for t in sorted(set(np.round(conf[out_scope], 4)), reverse=True):
+        if ((conf[out_scope] >= t) & (conf[out_scope] < best)).mean() > 0.10:
+            break
+        clarify_at = t
+    clarify = (conf >= clarify_at) & ~answered
+    top3 = stats[:, 4].astype(bool)
+    return {
+        "answer_at": float(best),
+        "clarify_at": float(min(clarify_at, best)),
+        "answered_right": float((answered & right)[in_domain].mean()),
+        "answered_wrong_all": float((answered & ~right).sum() / n),
+        "clarify_hit": float((clarify & top3)[in_domain].mean()),
+        "oos_answered": float(answered[out_scope].mean()) if out_scope.any() else 0.0,
+        "oos_clarified": float(clarify[out_scope].mean()) if out_scope.any() else 0.0,
+    }
+
+
+def evaluate(signals, truth, in_domain, weights: Weights, max_wrong: float) -> tuple[Weights, dict]:
+    """Fit the confidence model for a weighting and score it."""
+    stats = statistics(signals, weights, truth)
+    domain = stats[:, 2] == 1
+    beta = fit_logistic(stats[domain, :2], stats[domain, 3])
+    fitted = Weights(**{**asdict(weights), "conf_bias": beta[0], "conf_score": beta[1], "conf_margin": beta[2]})
+    conf = np.array([fitted.confidence(t, m, bool(d)) for t, m, d in stats[:, :3]])
+    result = choose_thresholds(conf, stats, in_domain, max_wrong)
+    result["top1"] = float(stats[in_domain, 3].mean())
+    return fitted, result
+
+
+def fast_path(signals, truth, weights: Weights) -> tuple[float, float, float]:
+    """The loosest (score, margin) on the phrasing signal with no wrong answer on the set; and its coverage."""
+    tops = []
+    for sig, want in zip(signals, truth, strict=True):
+        order = np.argsort(-sig.phrasing)
+        tops.append(
+            (
+                float(sig.phrasing[order[0]]),
+                float(sig.phrasing[order[0]] - sig.phrasing[order[1]]),
+                want is not None and order[0] == want,
+            )
+        )
+    best = (1.01, 1.01, 0.0)
+    for score, margin in itertools.product(np.arange(0.5, 1.01, 0.05), np.arange(0.05, 0.61, 0.05)):
+        taken = [(r) for t, m, r in tops if t >= score and m >= margin]
+        if taken and all(taken) and len(taken) / len(tops) > best[2]:
+            best = (round(float(score), 2), round(float(margin), 2), len(taken) / len(tops))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO / "bench" / "data" / "calibration.jsonl")
+    parser.add_argument(
+        "--max-wrong", type=float, default=0.01, help="share of all rows allowed to be answered wrongly"
+    )
+    parser.add_argument("--write", action="store_true", help="write knowledge/data/matcher.yaml")
+    args = parser.parse_args()
+
+    rows = load_rows(args.data)
+    matcher = build_matcher()
+    index = {tid: i for i, tid in enumerate(matcher.ids)}
+    truth = [index.get(r.get("topic")) if r["expect"] == "answer" else None for r in rows]
+    in_domain = np.array([t is not None for t in truth])
+    signals = all_signals(matcher, rows)
+    print(f"{len(rows)} rows: {int(in_domain.sum())} in scope, {int((~in_domain).sum())} out of scope")
+
+    results = []
+    for answer_w, emb_w, passage_w, keyword_w in itertools.product(
+        (0.0, 0.25, 0.5), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5), (0.0, 0.25, 0.5)
+    ):
+        weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w, keyword=keyword_w)
+        fitted, result = evaluate(signals, truth, in_domain, weights, args.max_wrong)
+        results.append((result["answered_right"], result["top1"], fitted, result))
+    results.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    for _right, _top1, fitted, result in results[:5]:
+        print(
+            f"full  a={fitted.answer} e={fitted.embedding} p={fitted.passage} k={fitted.keyword}: "
+            + " ".join(f"{k}={v:.3f}" for k, v in result.items())
+        )
+    _, _, full_w, full_r = results[0]
+
+    lexical_results = []
+    for answer_w, keyword_w in itertools.product((0.0, 0.25, 0.5), (0.0, 0.25, 0.5)):
+        weights = Weights(answer=answer_w, embedding=0.0, passage=0.0, keyword=keyword_w)
+        fitted, result = evaluate(signals, truth, in_domain, weights, args.max_wrong)
+        lexical_results.append((result["answered_right"], result["top1"], fitted, result))
+    lexical_results.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    _, _, lex_w, lex_r = lexical_results[0]
+    print(f"lexical a={lex_w.answer} k={lex_w.keyword}: " + " ".join(f"{k}={v:.3f}" for k, v in lex_r.items()))
+
+    fast_score, fast_margin, coverage = fast_path(signals, truth, lex_w)
+    print(f"fast path: phrasing score >= {fast_score}, margin >= {fast_margin} covers {coverage:.1%} with no error")
+
+    config = MatcherConfig(
+        full=full_w,
+        lexical=lex_w,
+        policy=Policy(
+            answer_at=round(full_r["answer_at"], 4),
+            clarify_at=round(full_r["clarify_at"], 4),
+            fast_score=fast_score,
+            fast_margin=fast_margin,
+        ),
+        lexical_policy=Policy(answer_at=round(lex_r["answer_at"], 4), clarify_at=round(lex_r["clarify_at"], 4)),
+    )
+    if args.write:
+        data = {
+            k: {f: _plain(v) for f, v in asdict(getattr(config, k)).items()}
+            for k in ("full", "lexical", "policy", "lexical_policy")
+        }
+        header = "# Written by `python -m bench.calibrate --write`; re-run it after large FAQ changes.\n"
+        (DATA_DIR / "matcher.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        print(f"wrote {DATA_DIR / 'matcher.yaml'}")
+
+
+def _plain(value):
+    return round(float(value), 4) if isinstance(value, float | np.floating) and not math.isnan(value) else value
+
+
+if __name__ == "__main__":
+    main()

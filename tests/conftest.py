@@ -1,0 +1,126 @@
+"""Shared fixtures: each storage test runs on SQLite and PostgreSQL, each store test in-process and on Redis.
+
+PostgreSQL and Redis are taken from TEST_POSTGRES_URL / TEST_REDIS_URL, else from DATABASE_URL / REDIS_URL when
+they point at those servers, else the local defaults. When a server is unreachable its tests are skipped —
+unless REQUIRE_SERVICES=1, when they fail.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from bot.database import make_engine, upgrade_schema
+from bot.store import MemoryStore, RedisStore, Store
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _env_url(test_var: str, var: str, scheme: str, default: str) -> str:
+    if os.environ.get(test_var):
+        return os.environ[test_var]
+    if os.environ.get(var, "").startswith(scheme):
+        return os.environ[var]
+    return default
+
+
+POSTGRES_URL = _env_url(
+    "TEST_POSTGRES_URL", "DATABASE_URL", "postgresql", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = _env_url("TEST_REDIS_URL", "REDIS_URL", "redis", "redis://127.0.0.1:6379/0")
+
+
+def service_unavailable(name: str, exc: Exception) -> None:
+    """Skip, or fail when the run requires every service."""
+    message = f"{name} unavailable: {exc}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+def postgres_schema_url(schema: str) -> str:
+    """The PostgreSQL URL with a private search_path, so tests never touch anything else in the database."""
+    url = make_url(POSTGRES_URL)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = make_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        service_unavailable("PostgreSQL", exc)
+    try:
+        yield postgres_schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url) -> Iterator[Engine]:
+    """A migrated database engine."""
+    eng = make_engine(database_url)
+    upgrade_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request) -> Iterator[Store]:
+    """A store of each kind, empty."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    prefix = f"test:{uuid.uuid4().hex}:"
+    try:
+        redis_store = RedisStore(REDIS_URL, prefix=prefix)
+        redis_store.ping()
+    except Exception as exc:
+        service_unavailable("Redis", exc)
+    yield redis_store
+    client = redis_store._redis
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+
+
+def clear_process_caches() -> None:
+    """Forget cached settings, engines, stores and routers so a test's environment takes effect."""
+    from bot import bootstrap, config, database, store
+    from knowledge import live
+
+    for cached in (
+        config.get_settings,
+        database.get_engine,
+        database.get_sessionmaker,
+        store.get_store,
+        live.get_live_knowledge,
+        bootstrap.get_router,
+    ):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def app_env(database_url, monkeypatch, tmp_path) -> Iterator[str]:
+    """Point the application at a fresh database (each kind) and a fresh in-process store."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("ADMIN_TOKEN", "test-admin-token")
+    clear_process_caches()
+    yield database_url
+    clear_process_caches()

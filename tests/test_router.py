@@ -1,0 +1,159 @@
+"""Conversation behaviour through the router, on each database."""
+
+import pytest
+
+from bot.bootstrap import make_router, prepare_database
+from bot.conversation import service as conversation_service
+from bot.database import session_scope
+from bot.messages import IncomingMessage
+from bot.session import SessionState, load, save
+from bot.store import MemoryStore
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def router(app_env, clock):
+    prepare_database()
+    return make_router(store=MemoryStore(clock=clock))
+
+
+def say(router, text: str, user: str = "m1", channel: str = "api"):
+    with session_scope() as db_session:
+        return router.handle(IncomingMessage(channel=channel, user_id=user, text=text), db_session=db_session)
+
+
+def set_pending(router, payloads: list[str], user: str = "m1", channel: str = "api") -> None:
+    save(store=router.store, channel=channel, user_id=user, state=SessionState(pending=payloads), ttl=60)
+
+
+def test_greeting_shows_menu_and_a_number_picks_from_it(router):
+    reply = say(router, "您好，请问有人吗")
+    assert reply.intent == "greeting"
+    assert [o.payload for o in reply.options] == ["menu:faq", "intent:invoice_lookup", "intent:handoff"]
+    assert "1. " in reply.render_text()
+    picked = say(router, "2")
+    assert picked.intent == "invoice_lookup"
+    assert "20位" in picked.text
+
+
+@pytest.mark.parametrize("text", ["人工客服", "转人工", "我要投诉你们", "不要机器人，找真人"])
+def test_asking_for_a_person_hands_off(router, text):
+    reply = say(router, text)
+    assert reply.intent == "handoff"
+    assert reply.topic is None
+
+
+def test_complaint_is_acknowledged(router):
+    assert "投诉" in say(router, "我要投诉").text
+
+
+def test_invoice_number_is_recognised_and_confirmed(router):
+    reply = say(router, "发票状态查询 25 1120 0000 0012 3456 78")
+    assert reply.intent == "invoice_lookup"
+    assert reply.invoice == {"number": "25112000000012345678"}
+    assert "25112000000012345678" in reply.text
+
+
+def test_code_and_number_are_recognised(router):
+    reply = say(router, "帮我查下这张票 发票代码 011001800604 发票号码 12345678")
+    assert reply.intent == "invoice_lookup"
+    assert reply.invoice == {"code": "011001800604", "number": "12345678"}
+
+
+def test_lookup_without_number_asks_for_it(router):
+    reply = say(router, "我想查发票状态")
+    assert reply.intent == "invoice_lookup"
+    assert reply.invoice == {}
+    assert "发票号码" in reply.text
+
+
+def test_wrong_length_number_is_explained(router):
+    reply = say(router, "查一下发票 2511200000001234567")
+    assert reply.intent == "invoice_lookup"
+    assert "19位" in reply.text
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t", "😀😀😀", "\x00\x01\x02", "？？？"])
+def test_messages_without_words_get_a_polite_prompt(router, text):
+    reply = say(router, text)
+    assert reply.intent == "fallback"
+    assert "文字" in reply.text
+    assert reply.options
+
+
+def test_huge_message_is_answered_and_recorded(router):
+    text = "我们公司开票一直提示服务器繁忙，" * 700
+    reply = say(router, text, user="big")
+    assert reply.text
+    with session_scope() as db_session:
+        history = conversation_service.get_history(db_session=db_session, channel="api", user_id="big")
+    assert len(history) == 1 and history[0].text == text
+
+
+def test_off_topic_question_is_not_answered(router):
+    reply = say(router, "明天北京天气怎么样")
+    assert reply.intent in {"fallback", "clarify"}
+    assert reply.topic is None
+
+
+def test_pending_choice_by_ordinal_answers_that_topic(router):
+    set_pending(router, ["faq:busy_server", "faq:login_network_fail", "intent:handoff"])
+    reply = say(router, "第二个")
+    assert reply.intent == "answer"
+    assert reply.topic == "login_network_fail"
+    assert load(store=router.store, channel="api", user_id="m1").pending == []
+
+
+@pytest.mark.parametrize(("text", "topic"), [("1", "busy_server"), ("选2", "login_network_fail"), (" 2 ", "login_network_fail")])
+def test_pending_choice_by_number(router, text, topic):
+    set_pending(router, ["faq:busy_server", "faq:login_network_fail"])
+    assert say(router, text).topic == topic
+
+
+def test_number_outside_the_choices_is_not_a_choice(router):
+    set_pending(router, ["faq:busy_server", "faq:login_network_fail"])
+    reply = say(router, "7")
+    assert reply.topic is None
+
+
+def test_choices_belong_to_one_conversation(router):
+    set_pending(router, ["faq:busy_server", "faq:login_network_fail"], user="alice", channel="wechat")
+    assert say(router, "2", user="alice", channel="wechat").topic == "login_network_fail"
+    set_pending(router, ["faq:busy_server", "faq:login_network_fail"], user="alice", channel="wechat")
+    assert say(router, "2", user="alice", channel="telegram").topic is None
+    assert say(router, "2", user="bob", channel="wechat").topic is None
+
+
+def test_session_expires_after_its_ttl(router, clock):
+    say(router, "你好")
+    clock.now += router.session_ttl + 1
+    assert say(router, "3").intent != "handoff"
+
+
+def test_fallback_twice_leads_with_a_human(router):
+    first = say(router, "今天中午吃什么好呢")
+    second = say(router, "我家的猫不吃饭")
+    assert first.intent == second.intent == "fallback"
+    assert "转人工" in second.text
+    assert say(router, "1").intent == "handoff"
+
+
+def test_every_turn_is_recorded(router):
+    say(router, "你好", user="rec")
+    say(router, "人工客服", user="rec")
+    with session_scope() as db_session:
+        history = conversation_service.get_history(db_session=db_session, channel="api", user_id="rec")
+    assert [(t.text, t.intent) for t in history] == [("你好", "greeting"), ("人工客服", "handoff")]
+    assert all(t.reply for t in history)
