@@ -1,12 +1,13 @@
 """Fit the matcher's weights, confidence model and thresholds on a labelled set; write knowledge/data/matcher.yaml.
 
-usage: python -m bench.calibrate [--data bench/data/calibration.jsonl] [--write] [--max-wrong 0.01]
+usage: python -m bench.calibrate [--data bench/data/calibration.jsonl] [--write] [--max-wrong 0.015]
 
 For each weighting of the signals (grid), the decision statistic is the combined top score and its margin to
 the runner-up. A logistic regression on (top, margin) predicts whether the top topic is right (out-of-scope
-rows count as wrong), which is the confidence; messages without any invoice/tax term get none. The answer threshold is the lowest confidence at which wrong
-answers stay under --max-wrong of all rows; the clarify threshold keeps most out-of-scope rows out of clarify.
-The fast path (lexical stage alone) gets the loosest thresholds with no wrong answer on the set.
+rows count as wrong); that probability is the confidence. Messages without any invoice/tax term get none.
+The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows; the
+clarify threshold keeps most out-of-scope rows out of clarify. The fast path (lexical stage alone) gets the
+loosest thresholds with no wrong answer on the set.
 """
 
 import argparse

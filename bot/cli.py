@@ -102,14 +102,16 @@ def triage() -> None:
 
 
 def _line_text(line: str) -> str:
+    """The message of an input line: the line itself, or the "text" of a JSON object; always valid UTF-8."""
+    text = line
     if line.startswith("{"):
         try:
             data = json.loads(line)
         except ValueError:
-            return line
+            data = None
         if isinstance(data, dict) and isinstance(data.get("text"), str):
-            return data["text"]
-    return line
+            text = data["text"]
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 @db_app.command("upgrade")

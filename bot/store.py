@@ -137,10 +137,10 @@ class RedisStore(Store):
     def incr(self, key: str, *, amount: int = 1, ttl: float | None = None) -> int:
         full = self._key(key)
         with self._redis.pipeline() as pipe:
-            pipe.incrby(full, amount)
             if ttl is not None:
-                pipe.pexpire(full, self._ms(ttl), nx=True)
-            value = pipe.execute()[0]
+                pipe.set(full, 0, px=self._ms(ttl), nx=True)
+            pipe.incrby(full, amount)
+            value = pipe.execute()[-1]
         return int(value)
 
     def ping(self) -> bool:

@@ -7,8 +7,12 @@ from datetime import date
 from knowledge.text import clean
 
 # Digit runs that may be split by spaces or dashes, as merchants paste them.
-_DIGIT_CLUSTER = re.compile(r"\d(?:[ \t\-]*\d)*")
-_RUN = re.compile(r"\d+")
+_DIGIT_CLUSTER = re.compile(r"[0-9](?:[ \t\-]*[0-9])*")
+_RUN = re.compile(r"[0-9]+")
+# Dates and times are not invoice numbers: 2025-10-01, 2025年10月1日, 10:30.
+_DATE_TIME = re.compile(
+    r"(?:19|20)[0-9]{2}\s*[-/.年]\s*[0-9]{1,2}\s*[-/.月]\s*[0-9]{1,2}\s*日?|[0-9]{1,2}\s*[:：]\s*[0-9]{2}"
+)
 _CODE_LABEL = re.compile(r"(发票)?代码\s*[:：]?\s*$")
 _NUMBER_LABEL = re.compile(r"(发票)?号码?\s*[:：]?\s*$")
 
@@ -88,6 +92,10 @@ def digital_number_warnings(number: str, today: date | None = None) -> tuple[str
     return tuple(warnings)
 
 
+def _looks_digital(digits: str) -> bool:
+    return len(digits) == 20 and digits.startswith("2")
+
+
 def _is_code(digits: str) -> bool:
     if len(digits) == 12:
         return True
@@ -96,7 +104,7 @@ def _is_code(digits: str) -> bool:
 
 def scan(text: str) -> InvoiceScan | None:
     """Find an invoice reference in a message; None when it mentions no invoice-like digits."""
-    text = clean(text)
+    text = _DATE_TIME.sub(" ", clean(text))
     code = number = None
     stray: list[str] = []
     for cluster in _DIGIT_CLUSTER.finditer(text):
@@ -107,7 +115,7 @@ def scan(text: str) -> InvoiceScan | None:
             continue
         if _CODE_LABEL.search(before) and len(digits) in (10, 12):
             code = code or digits
-        elif len(runs) == 2 and _is_code(runs[0]) and len(runs[1]) == 8 and not digits.startswith("2"):
+        elif len(runs) == 2 and _is_code(runs[0]) and len(runs[1]) == 8 and not _looks_digital(digits):
             code, number = code or runs[0], number or runs[1]
         elif len(digits) == 20 or (len(digits) == 8 and (_NUMBER_LABEL.search(before) or code)):
             number = number or digits

@@ -25,3 +25,12 @@ class FaqEntry(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class KnowledgeRevision(Base):
+    """A single counter raised by every FAQ write, so each worker knows when to rebuild its matcher."""
+
+    __tablename__ = "knowledge_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from knowledge.models import FaqEntry
+from knowledge.models import FaqEntry, KnowledgeRevision
 from knowledge.schemas import FaqIn
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -27,11 +27,14 @@ def get_all(*, db_session: Session, enabled_only: bool = False) -> list[FaqEntry
 
 
 def signature(*, db_session: Session) -> tuple:
-    """A cheap fingerprint that changes whenever any entry changes."""
-    row = db_session.execute(
-        select(func.count(FaqEntry.id), func.coalesce(func.sum(FaqEntry.version), 0), func.max(FaqEntry.updated_at))
-    ).one()
-    return tuple(row)
+    """A fingerprint that changes whenever any entry is written or deleted."""
+    return (db_session.scalar(select(KnowledgeRevision.revision).where(KnowledgeRevision.id == 1)),)
+
+
+def _bump_revision(db_session: Session) -> None:
+    db_session.execute(
+        update(KnowledgeRevision).where(KnowledgeRevision.id == 1).values(revision=KnowledgeRevision.revision + 1)
+    )
 
 
 def upsert(*, db_session: Session, faq_in: FaqIn) -> tuple[FaqEntry, bool]:
@@ -42,6 +45,7 @@ def upsert(*, db_session: Session, faq_in: FaqIn) -> tuple[FaqEntry, bool]:
         entry = FaqEntry(id=faq_in.id, version=1, **values)
         db_session.add(entry)
         db_session.flush()
+        _bump_revision(db_session)
         return entry, True
     if all(getattr(entry, k) == v for k, v in values.items()):
         return entry, False
@@ -49,6 +53,7 @@ def upsert(*, db_session: Session, faq_in: FaqIn) -> tuple[FaqEntry, bool]:
         setattr(entry, key, value)
     entry.version += 1
     db_session.flush()
+    _bump_revision(db_session)
     return entry, True
 
 
@@ -59,6 +64,7 @@ def delete(*, db_session: Session, faq_id: str) -> bool:
         return False
     db_session.delete(entry)
     db_session.flush()
+    _bump_revision(db_session)
     return True
 
 

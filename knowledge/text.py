@@ -77,7 +77,6 @@ class Lexicon:
             folded = self._filler_re.sub("", folded)
         return folded
 
-
     def is_domain(self, canonical: str) -> bool:
         """True when canonicalised text mentions an invoice/tax term, allowing homophone typos."""
         if self._domain_chars is not None and self._domain_chars.search(canonical):

@@ -60,8 +60,20 @@ def test_openapi_documents_the_chat_api(client):
     assert "/api/chat" in paths and "/api/admin/faq/{faq_id}" in paths
 
 
+def all_routes(routes) -> list[APIRoute]:
+    """Every API route, including those of included routers."""
+    found = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        nested = getattr(route, "original_router", None) or getattr(route, "app", None)
+        if nested is not None and hasattr(nested, "routes"):
+            found += all_routes(nested.routes)
+    return found
+
+
 def test_every_admin_route_requires_the_token(client):
-    admin_routes = [r for r in client.app.routes if isinstance(r, APIRoute) and r.path.startswith("/api/admin")]
+    admin_routes = [r for r in all_routes(client.app.routes) if r.path.startswith("/api/admin")]
     assert len(admin_routes) >= 6
     for route in admin_routes:
         path = route.path.replace("{faq_id}", "busy_server")

@@ -1,6 +1,5 @@
 """Schema migration, FAQ storage and conversation history, on SQLite and PostgreSQL."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -216,37 +215,22 @@ def test_signature_changes_on_delete(seeded):
     assert service.signature(db_session=seeded) != before
 
 
-def test_signature_changes_when_an_entry_is_replaced(engine, database_url, request):
-    """Deleting one entry and creating another (separate requests) must still change the fingerprint."""
-    if database_url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="BUG: signature() is (count, sum(version), max(updated_at)); SQLite timestamps have "
-                "one-second resolution, so delete + create within a second leaves it unchanged and "
-                "the live matcher keeps serving the deleted entry",
-                strict=True,
-            )
-        )
-    for _attempt in range(5):  # the collision needs one wall-clock second; retry when it straddles two
-        start = time.time()
-        with Session(engine) as s:
-            s.execute(sql_delete(FaqEntry))
-            service.upsert(db_session=s, faq_in=faq("first"))
-            service.upsert(db_session=s, faq_in=faq("second"))
-            s.commit()
-        with Session(engine) as s:
-            before = service.signature(db_session=s)
-        with Session(engine) as s:
-            service.delete(db_session=s, faq_id="first")
-            s.commit()
-        with Session(engine) as s:
-            service.upsert(db_session=s, faq_in=faq("replacement", answer="完全不同的答案"))
-            s.commit()
-        with Session(engine) as s:
-            after = service.signature(db_session=s)
-        if int(time.time()) == int(start):
-            break
-    assert after != before
+def test_signature_changes_when_an_entry_is_replaced(engine):
+    """Deleting one entry and creating another (separate requests, same second) still changes the fingerprint."""
+    with Session(engine) as s:
+        s.execute(sql_delete(FaqEntry))
+        service.upsert(db_session=s, faq_in=faq("first"))
+        s.commit()
+    with Session(engine) as s:
+        before = service.signature(db_session=s)
+    with Session(engine) as s:
+        service.delete(db_session=s, faq_id="first")
+        s.commit()
+    with Session(engine) as s:
+        service.upsert(db_session=s, faq_in=faq("replacement", answer="完全不同的答案"))
+        s.commit()
+    with Session(engine) as s:
+        assert service.signature(db_session=s) != before
 
 
 # --- YAML ------------------------------------------------------------------------------------------------
@@ -389,11 +373,6 @@ def test_record_turn_stores_text_with_nul(db_session):
     assert [t.text for t in history] == ["发票\ufffd号码"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: record_turn stores user_id through storable() (NUL -> U+FFFD) but get_history queries the raw "
-    "user_id: no match on SQLite, DataError on PostgreSQL",
-    strict=True,
-)
 def test_history_found_with_the_same_raw_user_id(db_session):
     record_plain(db_session, "nul\x00user", "你好")
     db_session.commit()

@@ -116,7 +116,9 @@ def test_pending_choice_by_ordinal_answers_that_topic(router):
     assert load(store=router.store, channel="api", user_id="m1").pending == []
 
 
-@pytest.mark.parametrize(("text", "topic"), [("1", "busy_server"), ("选2", "login_network_fail"), (" 2 ", "login_network_fail")])
+@pytest.mark.parametrize(
+    ("text", "topic"), [("1", "busy_server"), ("选2", "login_network_fail"), (" 2 ", "login_network_fail")]
+)
 def test_pending_choice_by_number(router, text, topic):
     set_pending(router, ["faq:busy_server", "faq:login_network_fail"])
     assert say(router, text).topic == topic

@@ -3,9 +3,7 @@
 import threading
 import time
 
-import pytest
-
-from bot.store import MemoryStore, RedisStore
+from bot.store import MemoryStore
 
 TTL = 0.2
 PAST_TTL = 0.4
@@ -146,15 +144,7 @@ def test_incr_ttl_applies_at_creation_then_restarts(store):
     assert store.incr("rate", amount=4, ttl=TTL) == 4
 
 
-def test_incr_ttl_ignored_for_counter_created_without_ttl(store, request):
-    if isinstance(store, RedisStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="BUG: RedisStore.incr uses PEXPIRE NX, which also puts a ttl on an existing counter "
-                "that has none; the contract (and MemoryStore) apply ttl only at creation",
-                strict=True,
-            )
-        )
+def test_incr_ttl_ignored_for_counter_created_without_ttl(store):
     assert store.incr("permanent") == 1
     assert store.incr("permanent", ttl=TTL) == 2
     time.sleep(PAST_TTL)

@@ -32,7 +32,7 @@ def get_history(*, db_session: Session, channel: str, user_id: str, limit: int =
     """The latest turns of one conversation, oldest first."""
     query = (
         select(ConversationTurn)
-        .where(ConversationTurn.channel == channel, ConversationTurn.user_id == user_id)
+        .where(ConversationTurn.channel == channel, ConversationTurn.user_id == storable(user_id))
         .order_by(ConversationTurn.id.desc())
         .limit(limit)
     )
