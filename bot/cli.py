@@ -75,43 +75,15 @@ def triage() -> None:
     Each line is the first message of a fresh conversation. A line that is a JSON object with a "text"
     field is read as that text. Nothing is recorded.
     """
-    from bot.bootstrap import make_router, prepare_database
-    from bot.database import session_scope
-    from bot.messages import IncomingMessage
-    from bot.store import MemoryStore
+    from bot.bootstrap import prepare_database
+    from bot.triage import line_text, make_triage_router, triage_one
 
     prepare_database()
-    router = make_router(store=MemoryStore(), record=False)
-    out = sys.stdout
+    router = make_triage_router()
     for number, raw in enumerate(sys.stdin.buffer, 1):
-        text = _line_text(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-        with session_scope() as db_session:
-            message = IncomingMessage(channel="triage", user_id=f"line-{number}", text=text)
-            reply = router.handle(message, db_session=db_session)
-        row = {
-            "text": text,
-            "action": reply.intent,
-            "topic": reply.topic,
-            "score": reply.confidence if reply.confidence is not None else 0.0,
-            "candidates": reply.candidates,
-        }
-        if reply.intent == "invoice_lookup":
-            row["invoice"] = reply.invoice or {}
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        out.flush()
-
-
-def _line_text(line: str) -> str:
-    """The message of an input line: the line itself, or the "text" of a JSON object; always valid UTF-8."""
-    text = line
-    if line.startswith("{"):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("text"), str):
-            text = data["text"]
-    return text.encode("utf-8", errors="replace").decode("utf-8")
+        row = triage_one(router, line_text(raw.decode("utf-8", errors="replace").rstrip("\r\n")), number)
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
 
 
 @db_app.command("upgrade")

