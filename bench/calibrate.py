@@ -159,28 +159,28 @@ def main() -> None:
     print(f"{len(rows)} rows: {int(in_domain.sum())} in scope, {int((~in_domain).sum())} out of scope")
 
     results = []
-    for answer_w, emb_w, passage_w, keyword_w in itertools.product(
-        (0.0, 0.25, 0.5), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5), (0.0, 0.25, 0.5)
+    for answer_w, emb_w, passage_w in itertools.product(
+        (0.0, 0.25, 0.5, 0.75), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5)
     ):
-        weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w, keyword=keyword_w)
+        weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w)
         fitted, result = evaluate(signals, truth, in_domain, weights, args.max_wrong)
         results.append((result["answered_right"], result["top1"], fitted, result))
     results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     for _right, _top1, fitted, result in results[:5]:
         print(
-            f"full  a={fitted.answer} e={fitted.embedding} p={fitted.passage} k={fitted.keyword}: "
+            f"full  a={fitted.answer} e={fitted.embedding} p={fitted.passage}: "
             + " ".join(f"{k}={v:.3f}" for k, v in result.items())
         )
     _, _, full_w, full_r = results[0]
 
     lexical_results = []
-    for answer_w, keyword_w in itertools.product((0.0, 0.25, 0.5), (0.0, 0.25, 0.5)):
-        weights = Weights(answer=answer_w, embedding=0.0, passage=0.0, keyword=keyword_w)
+    for answer_w in (0.0, 0.25, 0.5, 0.75):
+        weights = Weights(answer=answer_w, embedding=0.0, passage=0.0)
         fitted, result = evaluate(signals, truth, in_domain, weights, args.max_wrong)
         lexical_results.append((result["answered_right"], result["top1"], fitted, result))
     lexical_results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     _, _, lex_w, lex_r = lexical_results[0]
-    print(f"lexical a={lex_w.answer} k={lex_w.keyword}: " + " ".join(f"{k}={v:.3f}" for k, v in lex_r.items()))
+    print(f"lexical a={lex_w.answer}: " + " ".join(f"{k}={v:.3f}" for k, v in lex_r.items()))
 
     fast_score, fast_margin, coverage = fast_path(signals, truth, lex_w)
     print(f"fast path: phrasing score >= {fast_score}, margin >= {fast_margin} covers {coverage:.1%} with no error")

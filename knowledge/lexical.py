@@ -31,9 +31,7 @@ class LexicalIndex:
         self.n_groups = n_groups
         self.n = len(phrasings)
         order = np.argsort(np.asarray(groups, dtype=np.int64), kind="stable")
-        self._order = order
         sorted_groups = np.asarray(groups, dtype=np.int64)[order]
-        self._group_of = sorted_groups
         self._starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
         self._present = sorted_groups[self._starts]
 
@@ -42,40 +40,46 @@ class LexicalIndex:
         for group_feats in _group_feature_sets(bags, sorted_groups):
             df.update(group_feats)
         total = max(n_groups, 1)
-        self.idf = {f: math.log((total + 1) / (d + 1)) + 1.0 for f, d in df.items()}
+        self._feature_id = {f: i for i, f in enumerate(df)}
+        self._idf = np.array([math.log((total + 1) / (d + 1)) + 1.0 for d in df.values()], dtype=np.float32)
 
-        postings: dict[str, list[tuple[int, float]]] = {}
+        postings: list[list[tuple[int, float]]] = [[] for _ in self._feature_id]
         for row, bag in enumerate(bags):
-            vec = self._weigh(bag)
-            for feat, w in vec.items():
-                postings.setdefault(feat, []).append((row, w))
-        self._postings = {
-            f: (np.fromiter((r for r, _ in p), np.int64, len(p)), np.fromiter((w for _, w in p), np.float32, len(p)))
-            for f, p in postings.items()
-        }
+            ids, weights = self._weigh(bag)
+            for fid, w in zip(ids.tolist(), weights.tolist(), strict=True):
+                postings[fid].append((row, w))
+        # Postings in CSR layout: feature f's rows and weights are [_ptr[f], _ptr[f + 1]).
+        self._ptr = np.zeros(len(postings) + 1, dtype=np.int64)
+        self._ptr[1:] = np.cumsum([len(p) for p in postings])
+        self._rows = np.fromiter((r for p in postings for r, _ in p), np.int64, int(self._ptr[-1]))
+        self._weights = np.fromiter((w for p in postings for _, w in p), np.float32, int(self._ptr[-1]))
 
-    def _weigh(self, bag: Counter[str]) -> dict[str, float]:
-        vec = {f: (1.0 + math.log(c) if c >= 1 else c) * self.idf.get(f, 0.0) for f, c in bag.items()}
-        norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
-        return {f: w / norm for f, w in vec.items() if w}
+    def _weigh(self, bag: Counter[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Known feature ids of a bag and their normalised TF-IDF weights."""
+        known = [(self._feature_id[f], c) for f, c in bag.items() if f in self._feature_id]
+        if not known:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids = np.fromiter((i for i, _ in known), np.int64, len(known))
+        counts = np.fromiter((c for _, c in known), np.float32, len(known))
+        weights = np.where(counts >= 1, 1.0 + np.log(np.maximum(counts, 1.0)), counts) * self._idf[ids]
+        norm = float(np.sqrt(np.dot(weights, weights))) or 1.0
+        return ids, (weights / norm).astype(np.float32)
 
-    def query_vector(self, text_units: Sequence[str]) -> dict[str, float]:
-        """The query's weighted, normalised feature vector (unknown features dropped)."""
-        bag = Counter({f: c for f, c in features(text_units).items() if f in self.idf})
-        return self._weigh(bag)
-
-    def group_scores(self, text_units: Sequence[str]) -> np.ndarray:
-        """Cosine similarity of the query to each group's best phrasing (0 for groups without phrasings)."""
+    def group_scores(self, bag: Counter[str]) -> np.ndarray:
+        """Cosine similarity of a query's features to each group's best phrasing (0 for groups without any)."""
         scores = np.zeros(self.n_groups, dtype=np.float32)
-        qvec = self.query_vector(text_units)
-        if not qvec or not self.n:
+        ids, qweights = self._weigh(bag)
+        if not len(ids) or not self.n:
             return scores
-        rows, weights = [], []
-        for feat, qw in qvec.items():
-            r, w = self._postings[feat]
-            rows.append(r)
-            weights.append(w * qw)
-        per_row = np.bincount(np.concatenate(rows), weights=np.concatenate(weights), minlength=self.n)
+        starts, ends = self._ptr[ids], self._ptr[ids + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        if not total:
+            return scores
+        # Gather every posting of every query feature without a Python loop.
+        offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(total)
+        contributions = self._weights[offsets] * np.repeat(qweights, lengths)
+        per_row = np.bincount(self._rows[offsets], weights=contributions, minlength=self.n)
         scores[self._present] = np.maximum.reduceat(per_row, self._starts)
         return scores
 

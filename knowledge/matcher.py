@@ -17,8 +17,8 @@ import numpy as np
 import yaml
 
 from knowledge.embedding import Embedder
-from knowledge.lexical import LexicalIndex
-from knowledge.text import Lexicon, alternation, error_codes, fold, units
+from knowledge.lexical import LexicalIndex, features
+from knowledge.text import Lexicon, error_codes, fold, units
 
 Outcome = Literal["answer", "clarify", "not_sure"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -76,7 +76,6 @@ class Weights:
     embedding: float = 1.0
     passage: float = 0.3
     error_code: float = 1.0
-    keyword: float = 0.3
     conf_bias: float = -4.0
     conf_score: float = 3.0
     conf_margin: float = 6.0
@@ -95,7 +94,6 @@ class Signals:
     phrasing: np.ndarray
     answer: np.ndarray
     error_code: np.ndarray
-    keyword: np.ndarray
     domain: bool = True
     embedding: np.ndarray | None = None
     passage: np.ndarray | None = None
@@ -103,7 +101,7 @@ class Signals:
     def combine(self, weights: "Weights") -> np.ndarray:
         """The weighted sum that ranks topics."""
         total = weights.phrasing * self.phrasing + weights.answer * self.answer
-        total = total + weights.error_code * self.error_code + weights.keyword * self.keyword
+        total = total + weights.error_code * self.error_code
         if self.embedding is not None:
             total = total + weights.embedding * self.embedding + weights.passage * self.passage
         return total
@@ -179,21 +177,15 @@ class Matcher:
             for text in topic.phrasings:
                 phrasings.append(text)
                 groups.append(gi)
-        self._groups = np.asarray(groups, dtype=np.int64)
+        # Phrasings are laid out topic by topic; each topic's block starts here (every topic has a question).
+        self._starts = np.flatnonzero(np.r_[True, np.diff(np.asarray(groups, dtype=np.int64)) != 0]) if n else None
         self._phrasing_index = LexicalIndex([self.prepare(p) for p in phrasings], groups, n)
         self._answer_index = LexicalIndex([self.prepare(t.answer) for t in self.topics], list(range(n)), n)
         self._codes: dict[str, list[int]] = {}
-        keyword_topics: dict[str, set[int]] = {}
         for gi, topic in enumerate(self.topics):
             for keyword in topic.keywords:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
-                canonical = "".join(self.prepare(keyword))
-                if len(canonical) >= 2:
-                    keyword_topics.setdefault(canonical, set()).add(gi)
-        # A keyword shared by several topics says less about each of them.
-        self._keywords = {k: (sorted(g), 1.0 / len(g)) for k, g in keyword_topics.items()}
-        self._keyword_re = alternation(self._keywords)
         self._phrasing_vectors = self._answer_vectors = None
         if embedder is not None and n:
             self._phrasing_vectors = embedder.queries(phrasings)
@@ -211,29 +203,23 @@ class Matcher:
     def lexical_signals(self, text: str) -> Signals:
         """Best-phrasing similarity, answer similarity and error-code hits for every topic."""
         prepared = self.prepare(text)
-        phrasing = self._phrasing_index.group_scores(prepared)
+        bag = features(prepared)
+        phrasing = self._phrasing_index.group_scores(bag)
         codes = np.zeros(len(self.topics), dtype=np.float32)
         for code in set(error_codes(fold(text))):
             for gi in self._codes.get(code, ()):
                 codes[gi] = 1.0
-        keywords = np.zeros(len(self.topics), dtype=np.float32)
-        if self._keyword_re is not None:
-            for found in set(self._keyword_re.findall("".join(prepared))):
-                topics, weight = self._keywords[found]
-                keywords[topics] += weight
         return Signals(
             phrasing=phrasing,
-            keyword=np.minimum(keywords, 1.0),
             domain=bool(codes.any()) or self.lexicon.is_domain("".join(prepared)),
-            answer=self._answer_index.group_scores(prepared),
+            answer=self._answer_index.group_scores(bag),
             error_code=codes,
         )
 
     def embedding_signals(self, text: str, signals: Signals) -> Signals:
         """Add the embedding similarities (best phrasing and answer), rescaled so 0.8 cosine is 0."""
         vector = self.embedder.query(text)  # type: ignore[union-attr]
-        best = np.full(len(self.topics), -1.0, dtype=np.float32)
-        np.maximum.at(best, self._groups, self._phrasing_vectors @ vector)
+        best = np.maximum.reduceat(self._phrasing_vectors @ vector, self._starts)
         signals.embedding = (best - 0.8) / 0.2
         signals.passage = (self._answer_vectors @ vector - 0.8) / 0.2
         return signals
