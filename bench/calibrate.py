@@ -6,8 +6,8 @@ For each weighting of the signals (grid), the decision statistic is the combined
 the runner-up. A logistic regression on (top, margin) predicts whether the top topic is right (out-of-scope
 rows count as wrong); that probability is the confidence. Messages without any invoice/tax term get none.
 The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows; the
-clarify threshold keeps most out-of-scope rows out of clarify. The fast path (lexical stage alone) gets the
-loosest thresholds with no wrong answer on the set.
+clarify threshold keeps most out-of-scope rows out of clarify. The fast path (lexical stage alone) starts at the
+lowest lexical confidence at which it never loses an answer the re-ranker would get right.
 """
 
 import argparse
@@ -121,24 +121,24 @@ def evaluate(signals, truth, in_domain, weights: Weights, max_wrong: float) -> t
     return fitted, result
 
 
-def fast_path(signals, truth, weights: Weights) -> tuple[float, float, float]:
-    """The loosest (score, margin) on the phrasing signal with no wrong answer on the set; and its coverage."""
-    tops = []
+def fast_path(signals, truth, lexical: Weights, full: Weights) -> tuple[float, float]:
+    """The lowest lexical confidence above which the lexical stage never loses an answer the re-ranker gets
+    right; and the share of rows it covers."""
+    rows = []
     for sig, want in zip(signals, truth, strict=True):
-        order = np.argsort(-sig.phrasing)
-        tops.append(
-            (
-                float(sig.phrasing[order[0]]),
-                float(sig.phrasing[order[0]] - sig.phrasing[order[1]]),
-                want is not None and order[0] == want,
-            )
-        )
-    best = (1.01, 1.01, 0.0)
-    for score, margin in itertools.product(np.arange(0.5, 1.01, 0.05), np.arange(0.05, 0.61, 0.05)):
-        taken = [(r) for t, m, r in tops if t >= score and m >= margin]
-        if taken and all(taken) and len(taken) / len(tops) > best[2]:
-            best = (round(float(score), 2), round(float(margin), 2), len(taken) / len(tops))
-    return best
+        scores = sig.combine(lexical)
+        order = np.argsort(-scores)
+        confidence = lexical.confidence(float(scores[order[0]]), float(scores[order[0]] - scores[order[1]]), sig.domain)
+        full_right = want is not None and int(np.argmax(sig.combine(full))) == want
+        lost = not (want is not None and order[0] == want) and full_right
+        rows.append((confidence, lost))
+    rows.sort(reverse=True)
+    threshold, covered = 1.0, 0
+    for i, (confidence, lost) in enumerate(rows):
+        if lost:
+            break
+        threshold, covered = confidence, i + 1
+    return round(max(threshold, 0.5), 4), covered / len(rows)
 
 
 def main() -> None:
@@ -182,8 +182,8 @@ def main() -> None:
     _, _, lex_w, lex_r = lexical_results[0]
     print(f"lexical a={lex_w.answer}: " + " ".join(f"{k}={v:.3f}" for k, v in lex_r.items()))
 
-    fast_score, fast_margin, coverage = fast_path(signals, truth, lex_w)
-    print(f"fast path: phrasing score >= {fast_score}, margin >= {fast_margin} covers {coverage:.1%} with no error")
+    fast_confidence, coverage = fast_path(signals, truth, lex_w, full_w)
+    print(f"fast path: lexical confidence >= {fast_confidence} covers {coverage:.1%} and loses no answer")
 
     config = MatcherConfig(
         full=full_w,
@@ -191,8 +191,7 @@ def main() -> None:
         policy=Policy(
             answer_at=round(full_r["answer_at"], 4),
             clarify_at=round(full_r["clarify_at"], 4),
-            fast_score=fast_score,
-            fast_margin=fast_margin,
+            fast_confidence=fast_confidence,
         ),
         lexical_policy=Policy(answer_at=round(lex_r["answer_at"], 4), clarify_at=round(lex_r["clarify_at"], 4)),
     )

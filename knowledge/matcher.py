@@ -114,8 +114,7 @@ class Policy:
     answer_at: float = 0.8
     clarify_at: float = 0.35
     clarify_band: float = 0.35
-    fast_score: float = 0.85
-    fast_margin: float = 0.3
+    fast_confidence: float = 0.97
     max_choices: int = 3
 
 
@@ -170,7 +169,7 @@ class Matcher:
         self.ids = [t.id for t in self.topics]
         self.lexicon = lexicon
         self.embedder = embedder
-        self.config = config or MatcherConfig()
+        self.config = config or MatcherConfig.load()
         n = len(self.topics)
         phrasings, groups = [], []
         for gi, topic in enumerate(self.topics):
@@ -229,19 +228,16 @@ class Matcher:
         if not self.topics or not self.prepare(text):
             return MatchResult("not_sure", 0.0, [])
         signals = self.lexical_signals(text)
-        if self.mode == "lexical" or self._decisive(signals):
-            lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
-            if self.mode == "lexical" or lexical.outcome == "answer":
-                return lexical
+        lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
+        if self.mode == "lexical" or (lexical.outcome == "answer" and self._decisive(signals, lexical)):
+            return lexical
         self.embedding_signals(text, signals)
         return self._decide(signals, self.config.full, self.config.policy, reranked=True)
 
-    def _decisive(self, signals: Signals) -> bool:
+    def _decisive(self, signals: Signals, lexical: MatchResult) -> bool:
         """True when the lexical stage alone is sure enough to skip the embedding re-ranker."""
-        if np.count_nonzero(signals.error_code) == 1:
-            return True
-        top, margin = _top_two(signals.phrasing)
-        return top >= self.config.policy.fast_score and margin >= self.config.policy.fast_margin
+        unique_code = np.count_nonzero(signals.error_code) == 1
+        return unique_code or lexical.confidence >= self.config.policy.fast_confidence
 
     def _decide(self, signals: Signals, weights: Weights, policy: Policy, *, reranked: bool = False) -> MatchResult:
         scores = signals.combine(weights)
