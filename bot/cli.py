@@ -22,6 +22,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more
 
     level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.command()

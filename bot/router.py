@@ -2,6 +2,7 @@
 
 import logging
 
+from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
 from bot import session as sessions
@@ -15,6 +16,9 @@ from knowledge.live import LiveKnowledge
 from knowledge.text import clean, fold, units
 
 log = logging.getLogger(__name__)
+
+# How close typed words must be to an option's label (rapidfuzz ratio, 0-100) to pick it.
+CHOICE_SIMILARITY = 80
 
 
 class Router:
@@ -45,6 +49,7 @@ class Router:
             knowledge=self.knowledge.current(db_session=db_session),
         )
         reply = self.route(turn)
+        state.pending = [{"label": o.label, "payload": o.payload} for o in reply.options]
         state.turns += 1
         sessions.save(
             store=self.store, channel=message.channel, user_id=message.user_id, state=state, ttl=self.session_ttl
@@ -59,9 +64,9 @@ class Router:
         if not units(fold(text)):
             return fallback.empty(turn)
         if turn.session.pending:
-            picked = faq.parse_choice(text, len(turn.session.pending))
-            if picked is not None:
-                return self.follow(turn, turn.session.pending[picked])
+            payload = choose(text, turn.session.pending)
+            if payload is not None:
+                return self.follow(turn, payload)
         if handoff.wants_human(text):
             return handoff.handle(turn)
         invoice_scan = identifiers.scan(text)
@@ -91,6 +96,16 @@ class Router:
             return greeting.faq_menu(turn)
         log.info("stale option %s", payload)
         return greeting.handle(turn)
+
+
+def choose(text: str, pending: list[dict[str, str]]) -> str | None:
+    """The payload of the option a reply picks: by number ("2", "第二个") or by its words; None otherwise."""
+    picked = faq.parse_choice(text, len(pending))
+    if picked is not None:
+        return pending[picked]["payload"]
+    labels = [fold(option["label"]) for option in pending]
+    best = process.extractOne(fold(text), labels, scorer=fuzz.ratio, score_cutoff=CHOICE_SIMILARITY)
+    return pending[best[2]]["payload"] if best else None
 
 
 def _mentions_invoice(text: str) -> bool:

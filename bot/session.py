@@ -9,7 +9,7 @@ from bot.store import Store
 class SessionState:
     """What the bot remembers between two messages of one merchant."""
 
-    pending: list[str] = field(default_factory=list)
+    pending: list[dict[str, str]] = field(default_factory=list)
     last_topic: str | None = None
     unsure_streak: int = 0
     turns: int = 0

@@ -18,13 +18,11 @@ def handle(turn: Turn, *, confidence: float | None = None, candidates: list[str]
             "您可以换个说法（最好带上系统的报错原文），或转人工客服。"
         )
     options = [HANDOFF_OPTION, MENU_OPTION]
-    turn.session.pending = [o.payload for o in options]
     return Reply(text=text, intent="fallback", options=options, confidence=confidence, candidates=candidates or [])
 
 
 def empty(turn: Turn) -> Reply:
     """Reply to a message with no readable text."""
-    turn.session.pending = [MENU_OPTION.payload, HANDOFF_OPTION.payload]
     return Reply(
         text="没有看到您的文字内容。请用文字描述您遇到的发票问题，或发送发票号码查询状态。",
         intent="fallback",

@@ -28,7 +28,6 @@ def answer(turn: Turn, topic_id: str, confidence: float | None, candidates: list
     """Answer with one FAQ entry."""
     entry = turn.knowledge.entries[topic_id]
     turn.session.last_topic = topic_id
-    turn.session.pending = []
     turn.session.unsure_streak = 0
     return Reply(
         text=entry.answer,
@@ -44,7 +43,6 @@ def clarify(turn: Turn, result: MatchResult) -> Reply:
     choices = result.choices()
     options = [Option(turn.knowledge.entries[t].question, f"faq:{t}") for t in choices]
     options.append(Option("都不是，转人工客服", "intent:handoff"))
-    turn.session.pending = [o.payload for o in options]
     return Reply(
         text="我不太确定您问的是哪一个，请选择最接近的问题：",
         intent="clarify",

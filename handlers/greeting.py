@@ -27,7 +27,6 @@ def is_greeting(text: str) -> bool:
 
 def handle(turn: Turn) -> Reply:
     """Welcome the merchant and show what the bot can do."""
-    turn.session.pending = [o.payload for o in MENU_OPTIONS]
     return Reply(
         text="您好，我是发票助手，可以回答开票、作废、红冲、查验、登录等问题，帮您查发票状态，或转人工客服。"
         "请直接描述您的问题，例如“开票提示服务器繁忙怎么办”。",
@@ -38,7 +37,6 @@ def handle(turn: Turn) -> Reply:
 
 def faq_menu(turn: Turn) -> Reply:
     """List the FAQ categories as a starting point."""
-    turn.session.pending = []
     return Reply(
         text="请直接用一句话描述遇到的问题，最好带上系统的报错提示或错误代码，例如：\n"
         "· 开票提示“可用授信额度不足”\n· 数电发票怎么红冲\n· 登录电子税务局提示网络连接失败\n· 发票查验显示查无此票",

@@ -19,7 +19,6 @@ def wants_human(text: str) -> bool:
 
 def handle(turn: Turn) -> Reply:
     """Promise a human; tickets and queues arrive with the ticketing module."""
-    turn.session.pending = []
     turn.session.unsure_streak = 0
     complaint = "投诉" in turn.text
     opening = "非常抱歉给您带来不便，您的投诉我们会认真处理。" if complaint else "好的，正在为您转接人工客服。"

@@ -30,7 +30,6 @@ def wants_lookup(text: str) -> bool:
 
 def handle(turn: Turn, invoice_scan: InvoiceScan | None) -> Reply:
     """Confirm the recognised invoice number, explain what is wrong with it, or ask for it."""
-    turn.session.pending = []
     if invoice_scan is None:
         return Reply(text=ASK_NUMBER, intent="invoice_lookup", invoice={})
     ref = invoice_scan.ref

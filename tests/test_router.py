@@ -35,7 +35,8 @@ def say(router, text: str, user: str = "m1", channel: str = "api"):
 
 
 def set_pending(router, payloads: list[str], user: str = "m1", channel: str = "api") -> None:
-    save(store=router.store, channel=channel, user_id=user, state=SessionState(pending=payloads), ttl=60)
+    pending = [{"label": f"选项{i}", "payload": p} for i, p in enumerate(payloads, 1)]
+    save(store=router.store, channel=channel, user_id=user, state=SessionState(pending=pending), ttl=60)
 
 
 def test_greeting_shows_menu_and_a_number_picks_from_it(router):
@@ -113,7 +114,7 @@ def test_pending_choice_by_ordinal_answers_that_topic(router):
     reply = say(router, "第二个")
     assert reply.intent == "answer"
     assert reply.topic == "login_network_fail"
-    assert load(store=router.store, channel="api", user_id="m1").pending == []
+    assert load(store=router.store, channel="api", user_id="m1").pending == []  # an answer offers no options
 
 
 @pytest.mark.parametrize(
@@ -122,6 +123,28 @@ def test_pending_choice_by_ordinal_answers_that_topic(router):
 def test_pending_choice_by_number(router, text, topic):
     set_pending(router, ["faq:busy_server", "faq:login_network_fail"])
     assert say(router, text).topic == topic
+
+
+def test_option_words_pick_that_option(router):
+    say(router, "你好")
+    assert say(router, "查询发票状态").intent == "invoice_lookup"
+
+
+def test_choice_by_the_words_of_its_label(router):
+    pending = [
+        {"label": "提示服务器繁忙怎么办？", "payload": "faq:busy_server"},
+        {"label": "数电票的20位号码是什么意思？", "payload": "faq:digital_invoice_number"},
+    ]
+    save(store=router.store, channel="api", user_id="m1", state=SessionState(pending=pending), ttl=60)
+    picked = say(router, "数电票的20位号码是什么意思")
+    assert picked.intent == "answer" and picked.topic == "digital_invoice_number"
+    assert picked.confidence == 1.0  # taken from the choice, not re-matched
+
+
+@pytest.mark.parametrize("text", ["Hello, my fapiao 开不出来, what should I do?", "UKey 插上没反应 help!!!"])
+def test_mixed_english_gets_a_reply(router, text):
+    reply = say(router, text)
+    assert reply.text and reply.intent in {"answer", "clarify", "fallback"}
 
 
 def test_number_outside_the_choices_is_not_a_choice(router):
