@@ -22,6 +22,26 @@ class Settings(BaseSettings):
     max_message_chars: int = 2000
     log_level: str = "INFO"
 
+    # WeChat Official Account (公众号)
+    wechat_token: str | None = None
+    wechat_app_id: str | None = None
+    wechat_app_secret: str | None = None
+    wechat_aes_key: str | None = None
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_reply_budget_seconds: float = 4.0
+    wechat_max_body_bytes: int = 64 * 1024
+    wechat_timestamp_window_seconds: int = 300
+
+    # Telegram
+    telegram_bot_token: str | None = None
+    telegram_secret_token: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+
+    # Outbox delivery
+    outbox_poll_seconds: float = 1.0
+    outbox_max_attempts: int = 8
+    run_worker_in_serve: bool = True
+
 
 @lru_cache
 def get_settings() -> Settings:

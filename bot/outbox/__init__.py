@@ -1,0 +1,1 @@
+"""Durable outbox of messages to merchants, delivered by a worker with retries and backoff."""
