@@ -199,9 +199,9 @@ class Matcher:
         """The comparable units of a text."""
         return units(self.lexicon.canonicalize(fold(text)))
 
-    def lexical_signals(self, text: str) -> Signals:
+    def lexical_signals(self, text: str, prepared: list[str] | None = None) -> Signals:
         """Best-phrasing similarity, answer similarity and error-code hits for every topic."""
-        prepared = self.prepare(text)
+        prepared = self.prepare(text) if prepared is None else prepared
         bag = features(prepared)
         phrasing = self._phrasing_index.group_scores(bag)
         codes = np.zeros(len(self.topics), dtype=np.float32)
@@ -225,9 +225,10 @@ class Matcher:
 
     def match(self, text: str) -> MatchResult:
         """Rank the topics for a message and decide what to do with it."""
-        if not self.topics or not self.prepare(text):
+        prepared = self.prepare(text)
+        if not self.topics or not prepared:
             return MatchResult("not_sure", 0.0, [])
-        signals = self.lexical_signals(text)
+        signals = self.lexical_signals(text, prepared)
         lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
         if self.mode == "lexical" or (lexical.outcome == "answer" and self._decisive(signals, lexical)):
             return lexical
