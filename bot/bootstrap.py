@@ -5,6 +5,7 @@ from functools import lru_cache
 
 from bot.config import get_settings
 from bot.database import get_engine, session_scope, upgrade_schema
+from bot.outbox.senders import Sender
 from bot.router import Router
 from bot.store import Store, get_store
 from knowledge import service as knowledge_service
@@ -33,6 +34,29 @@ def make_router(*, store: Store | None = None, record: bool = True) -> Router:
         record=record,
         max_chars=settings.max_message_chars,
     )
+
+
+def make_senders() -> dict[str, Sender]:
+    """A sender for every channel whose credentials are configured."""
+    settings = get_settings()
+    senders: dict[str, Sender] = {}
+    if settings.wechat_app_id and settings.wechat_app_secret:
+        from bot.channels.wechat.client import WeChatSender
+
+        senders["wechat"] = WeChatSender()
+    if settings.telegram_bot_token:
+        from bot.channels.telegram.sender import TelegramSender
+
+        senders["telegram"] = TelegramSender()
+    return senders
+
+
+def close_senders(senders: dict[str, Sender]) -> None:
+    """Release what senders hold (event loops, HTTP sessions)."""
+    for sender in senders.values():
+        close = getattr(sender, "close", None)
+        if close is not None:
+            close()
 
 
 @lru_cache

@@ -88,6 +88,64 @@ def triage() -> None:
         sys.stdout.flush()
 
 
+@app.command()
+def worker() -> None:
+    """Deliver queued outbound messages (WeChat 客服 API, Telegram) until interrupted; `serve` runs one too."""
+    import signal
+    import threading
+
+    from bot.bootstrap import close_senders, make_senders, prepare_database
+    from bot.outbox.worker import OutboxWorker
+
+    prepare_database()
+    senders = make_senders()
+    if not senders:
+        typer.echo("no channel is configured (WECHAT_APP_ID/WECHAT_APP_SECRET or TELEGRAM_BOT_TOKEN)", err=True)
+        raise typer.Exit(2)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    outbox_worker = OutboxWorker(senders)
+    outbox_worker.start()
+    typer.echo(f"delivering for {', '.join(sorted(senders))}; Ctrl-C to stop", err=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        outbox_worker.stop()
+        close_senders(senders)
+
+
+@app.command("telegram-poll")
+def telegram_poll() -> None:
+    """Run the Telegram bot by long polling (local use: no public URL needed; removes any webhook)."""
+    from bot.bootstrap import close_senders, make_senders, prepare_database
+    from bot.channels.telegram.bot import run_polling
+
+    prepare_database()
+    senders = make_senders()
+    if "telegram" not in senders:
+        typer.echo("TELEGRAM_BOT_TOKEN is not set", err=True)
+        raise typer.Exit(2)
+    try:
+        run_polling(senders=senders)
+    finally:
+        close_senders(senders)
+
+
+@app.command("telegram-set-webhook")
+def telegram_set_webhook(url: Annotated[str, typer.Argument(help="Public HTTPS URL of POST /telegram.")]) -> None:
+    """Point Telegram at this deployment's webhook, with the secret token (once per deployment)."""
+    from bot.channels.telegram.bot import set_webhook
+
+    try:
+        set_webhook(url)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"webhook set to {url}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the newest schema."""

@@ -3,5 +3,6 @@
 
 def import_all_models() -> None:
     """Import each domain's models module."""
-    import bot.conversation.models  # noqa: F401
+    import bot.conversation.models
+    import bot.outbox.models  # noqa: F401
     import knowledge.models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Channel adapters: turn a messaging platform's pushes into IncomingMessage and deliver Reply back."""

@@ -1,0 +1,133 @@
+"""WeChat push endpoint: URL verification (GET) and messages (POST) in plain, compatible and safe (AES) modes."""
+
+import hashlib
+import hmac
+import logging
+import time
+from typing import Annotated
+
+import xmltodict
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+
+from bot.channels.wechat import inbound
+from bot.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/wechat", tags=["wechat"])
+
+SUCCESS = "success"
+Param = Annotated[str, Query()]
+
+
+def sign(*parts: str) -> str:
+    """WeChat's signature: sha1 of the sorted parts joined."""
+    return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
+
+
+def signature_ok(expected: str, given: str) -> bool:
+    """Constant-time comparison of two signatures."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.strip().lower().encode("utf-8"))
+
+
+def _settings_or_404() -> Settings:
+    settings = get_settings()
+    if not settings.wechat_token:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "wechat channel not configured: set WECHAT_TOKEN")
+    return settings
+
+
+def _check_signature(token: str, signature: str, timestamp: str, nonce: str) -> None:
+    if not (signature and timestamp and nonce):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing signature, timestamp or nonce")
+    if not signature_ok(sign(token, timestamp, nonce), signature):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "bad signature")
+
+
+def _check_fresh(timestamp: str, window: int) -> None:
+    try:
+        skew = abs(time.time() - int(timestamp))
+    except ValueError:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "stale: timestamp is not a number") from None
+    if skew > window:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "stale timestamp")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 once it exceeds `limit` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+def _crypto(settings: Settings) -> WeChatCrypto:
+    if not (settings.wechat_aes_key and settings.wechat_app_id):
+        raise LookupError("encrypted push but WECHAT_AES_KEY / WECHAT_APP_ID are not set")
+    return WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+
+
+def _decrypt(settings: Settings, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
+    """The plaintext XML of an AES push; 403 on a bad msg_signature, other failures raise for the caller to ack."""
+    encrypted = xmltodict.parse(body)["xml"]["Encrypt"]
+    if not isinstance(encrypted, str) or not msg_signature:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing msg_signature or Encrypt")
+    expected = sign(settings.wechat_token, timestamp, nonce, encrypted)
+    if not signature_ok(expected, msg_signature):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "bad msg_signature")
+    return _crypto(settings).decrypt_message({"Encrypt": encrypted}, expected, timestamp, nonce)
+
+
+@router.get("", response_class=PlainTextResponse)
+def verify_url(signature: Param = "", timestamp: Param = "", nonce: Param = "", echostr: Param = "") -> str:
+    """Server URL verification: echo `echostr` when the signature is right."""
+    settings = _settings_or_404()
+    _check_signature(settings.wechat_token, signature, timestamp, nonce)
+    return echostr
+
+
+@router.post("")
+async def receive(
+    request: Request,
+    signature: Param = "",
+    timestamp: Param = "",
+    nonce: Param = "",
+    openid: Param = "",
+    encrypt_type: Param = "",
+    msg_signature: Param = "",
+) -> Response:
+    """A message or event pushed by WeChat; answered passively within the budget or acknowledged with success."""
+    started = time.monotonic()
+    settings = _settings_or_404()
+    _check_signature(settings.wechat_token, signature, timestamp, nonce)
+    _check_fresh(timestamp, settings.wechat_timestamp_window_seconds)
+    body = await _read_body(request, settings.wechat_max_body_bytes)
+    encrypted = encrypt_type.lower() == "aes"
+    try:
+        xml = _decrypt(settings, body, msg_signature, timestamp, nonce) if encrypted else body
+        message = parse_message(xml)
+        if message is None:
+            raise ValueError("empty body")
+    except HTTPException:
+        raise
+    except Exception as exc:  # undecryptable, malformed, entity-laden: ack so WeChat stops retrying
+        log.warning("wechat push ignored (%s: %s), openid=%s", type(exc).__name__, exc, openid or "-")
+        return PlainTextResponse(SUCCESS)
+    try:
+        reply = await inbound.respond(message, deadline=started + settings.wechat_reply_budget_seconds)
+    except Exception:
+        log.exception("wechat push handling failed")
+        reply = None
+    if reply is None:
+        return PlainTextResponse(SUCCESS)
+    if encrypted:
+        reply = _crypto(settings).encrypt_message(reply, nonce, timestamp)
+    return Response(reply, media_type="application/xml")
