@@ -169,13 +169,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--mode", choices=("plain", "aes", "both"), default="both")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument("--redis-url", help="default: the in-process store")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     (workdir / "bare_app.py").write_text(BARE_APP)
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+        "DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'bench.db'}",
         "WECHAT_TOKEN": TOKEN,
         "WECHAT_APP_ID": APP_ID,
         "WECHAT_AES_KEY": AES_KEY,
@@ -183,6 +185,8 @@ def main() -> None:
         "PYTHONPATH": f"{REPO}:{workdir}",
     }
     env.pop("REDIS_URL", None)
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
     bare_port, app_port = free_port(), free_port()
     bare = start_server("bare_app:app", bare_port, env, workdir)
     full = start_server("bot.app:create_app", app_port, env, REPO)

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = 30 * 60
     admin_token: str | None = None
     matcher_embeddings: bool = True
+    knowledge_refresh_seconds: float = 1.0
     max_message_chars: int = 2000
     log_level: str = "INFO"
 

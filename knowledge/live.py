@@ -1,6 +1,7 @@
 """The live knowledge base: a snapshot of the enabled FAQ and its matcher, rebuilt when entries change."""
 
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,23 +35,33 @@ class KnowledgeSnapshot:
 class LiveKnowledge:
     """Keeps a snapshot in step with the database; a changed FAQ rebuilds it on the next message."""
 
-    def __init__(self, embedder: Embedder | None) -> None:
+    def __init__(self, embedder: Embedder | None, *, refresh_seconds: float = 1.0) -> None:
         self._embedder = embedder
+        self._refresh_seconds = refresh_seconds
+        self._checked_at = float("-inf")
         self._lexicon = load_lexicon()
         self._config = MatcherConfig.load()
         self._snapshot: KnowledgeSnapshot | None = None
         self._lock = threading.Lock()
 
     def current(self, *, db_session: Session) -> KnowledgeSnapshot:
-        """Return the snapshot for the FAQ as it is in the database now."""
-        signature = service.signature(db_session=db_session)
+        """Return the snapshot of the FAQ, checking the database for edits at most every `refresh_seconds`."""
         snapshot = self._snapshot
+        now = time.monotonic()
+        if snapshot is not None and now - self._checked_at < self._refresh_seconds:
+            return snapshot
+        signature = service.signature(db_session=db_session)
+        self._checked_at = now
         if snapshot is not None and snapshot.signature == signature:
             return snapshot
         with self._lock:
             if self._snapshot is None or self._snapshot.signature != signature:
                 self._snapshot = self._build(db_session, signature)
             return self._snapshot
+
+    def invalidate(self) -> None:
+        """Check the database on the next message (this process just wrote to the FAQ)."""
+        self._checked_at = float("-inf")
 
     def _build(self, db_session: Session, signature: tuple) -> KnowledgeSnapshot:
         rows = service.get_all(db_session=db_session, enabled_only=True)
@@ -68,4 +79,4 @@ def get_live_knowledge() -> LiveKnowledge:
     """The process-wide live knowledge base."""
     settings = get_settings()
     embedder = load_embedder(VAR_DIR / "embeddings.npz") if settings.matcher_embeddings else None
-    return LiveKnowledge(embedder)
+    return LiveKnowledge(embedder, refresh_seconds=settings.knowledge_refresh_seconds)

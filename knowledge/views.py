@@ -39,7 +39,10 @@ def import_entries(db_session: DbSession, body: Annotated[str, Body(media_type="
         entries = service.parse_yaml(body)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid FAQ file: {exc}") from exc
-    return service.import_entries(db_session=db_session, entries=entries)
+    counts = service.import_entries(db_session=db_session, entries=entries)
+    db_session.commit()
+    get_live_knowledge().invalidate()
+    return counts
 
 
 @router.post("/try")
@@ -68,6 +71,8 @@ def put_entry(faq_id: str, faq_in: FaqIn, db_session: DbSession):
     if faq_in.id != faq_id:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the id in the body differs from the URL")
     entry, _ = service.upsert(db_session=db_session, faq_in=faq_in)
+    db_session.commit()
+    get_live_knowledge().invalidate()
     return entry
 
 
@@ -76,3 +81,5 @@ def delete_entry(faq_id: str, db_session: DbSession) -> None:
     """Remove an FAQ entry."""
     if not service.delete(db_session=db_session, faq_id=faq_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no FAQ entry {faq_id!r}")
+    db_session.commit()
+    get_live_knowledge().invalidate()

@@ -710,3 +710,24 @@ def test_serve_delivers_slow_replies_with_its_own_outbox_worker(app_env, monkeyp
         sent = wait_for(lambda: fake_tencent.texts(), timeout=10)
     assert sent == ["稍后送达的答案"]
     assert [row.status for row in outbox_rows()] == [SENT]
+
+
+# --- WeCom samples at the Official Account endpoint ---
+
+
+@pytest.mark.skipif(not FIXTURES.exists(), reason="../shared fixtures not present")
+def test_wecom_plain_text_sample_is_answered_like_any_text(client, router):
+    content = reply_content(post(client, (FIXTURES / "30_wecom_text_agentid.xml").read_bytes()))
+    assert content == "收到：this is a test"
+    assert [(m.channel, m.user_id, m.text) for m in router.calls] == [("wechat", "fromUser", "this is a test")]
+
+
+@pytest.mark.skipif(not FIXTURES.exists(), reason="../shared fixtures not present")
+def test_wecom_encrypted_sample_without_an_oa_signature_is_refused(client, router):
+    """WeCom signs only msg_signature; an OA endpoint requires `signature` too, so the push is refused, not crashed."""
+    params = json.loads((FIXTURES / "31_wecom_encrypted.params.json").read_text(encoding="utf-8"))["post_query"]
+    response = client.post(
+        "/wechat", params={**params, "encrypt_type": "aes"}, content=(FIXTURES / "31_wecom_encrypted.xml").read_bytes()
+    )
+    assert response.status_code == 403 and response.json()["detail"]
+    assert router.calls == []
