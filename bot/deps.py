@@ -4,7 +4,7 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Header, HTTPException, status
+from fastapi import Header, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from bot.config import get_settings
@@ -27,3 +27,16 @@ def require_admin(authorization: Annotated[str | None, Header()] = None) -> None
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; 413 once it exceeds `limit` bytes, whether declared or streamed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
+    return bytes(body)

@@ -14,6 +14,7 @@ from telegram.ext import Application
 
 from bot.channels.telegram import bot as telegram_bot
 from bot.config import get_settings
+from bot.deps import read_body
 from bot.store import get_store
 
 log = logging.getLogger(__name__)
@@ -52,19 +53,6 @@ def check_secret(given: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body; 413 once it grows past `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
-    return bytes(body)
-
-
 async def ready_application(request: Request) -> Application:
     """The initialised Application; 503 (Telegram retries) when no token is set or Telegram is unreachable."""
     application = getattr(request.app.state, STATE_KEY, None)
@@ -97,7 +85,7 @@ async def webhook(
 ) -> Response:
     """Receive one update from Telegram; 200 once it is handled (or cannot be), so Telegram does not resend it."""
     check_secret(secret)
-    body = await read_body(request)
+    body = await read_body(request, MAX_BODY_BYTES)
     application = await ready_application(request)
     update = decode(body, application)
     if update is None:

@@ -14,6 +14,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from bot.channels.wechat import inbound
 from bot.config import Settings, get_settings
+from bot.deps import read_body
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,6 @@ def _check_fresh(timestamp: str, window: int) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "stale timestamp")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 once it exceeds `limit` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
-    return bytes(body)
-
-
 def _crypto(settings: Settings) -> WeChatCrypto:
     if not (settings.wechat_aes_key and settings.wechat_app_id):
         raise LookupError("encrypted push but WECHAT_AES_KEY / WECHAT_APP_ID are not set")
@@ -109,7 +97,7 @@ async def receive(
     settings = _settings_or_404()
     _check_signature(settings.wechat_token, signature, timestamp, nonce)
     _check_fresh(timestamp, settings.wechat_timestamp_window_seconds)
-    body = await _read_body(request, settings.wechat_max_body_bytes)
+    body = await read_body(request, settings.wechat_max_body_bytes)
     encrypted = encrypt_type.lower() == "aes"
     try:
         xml = _decrypt(settings, body, msg_signature, timestamp, nonce) if encrypted else body
