@@ -26,16 +26,15 @@ REPO = Path(__file__).resolve().parent.parent
 TOKEN = "benchtoken"
 APP_ID = "wxbench0000000001"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-QUESTIONS = [
-    "开票提示服务器繁忙怎么办",
-    "跨月的发票怎么作废",
-    "数电票怎么红冲",
-    "提示可用授信额度不足",
-    "查验发票提示查无此票",
-    "电子税务局密码忘了怎么办",
-    "09D11F",
-    "普票要填购买方税号吗",
-]
+
+
+def faq_questions() -> list[str]:
+    """The shipped FAQ's questions: messages the bot answers from the FAQ."""
+    from knowledge.service import default_entries
+
+    return [entry.question for entry in default_entries()]
+
+
 BARE_APP = """
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
@@ -91,6 +90,7 @@ class Requests:
 
     def __init__(self, aes: bool) -> None:
         self.aes = aes
+        self.questions = faq_questions()
         self.counter = random.randrange(10**15, 10**16)
         if aes:
             from wechatpy.crypto import WeChatCrypto
@@ -104,7 +104,7 @@ class Requests:
         xml = (
             f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
             f"<CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            f"<Content><![CDATA[{random.choice(QUESTIONS)}]]></Content><MsgId>{self.counter}</MsgId></xml>"
+            f"<Content><![CDATA[{random.choice(self.questions)}]]></Content><MsgId>{self.counter}</MsgId></xml>"
         )
         signature = hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest()
         params = {"signature": signature, "timestamp": timestamp, "nonce": nonce, "openid": openid}

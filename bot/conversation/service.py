@@ -18,8 +18,7 @@ def record_turn(*, db_session: Session, message: IncomingMessage, reply: Reply) 
         confidence=reply.confidence,
         reply=reply.render_text(),
     )
-    db_session.add(turn)
-    db_session.flush()
+    db_session.add(turn)  # written at commit, so a SQLite write lock is held only briefly
     return turn
 
 

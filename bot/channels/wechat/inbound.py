@@ -7,6 +7,7 @@ the router in a worker thread. A reply ready within the budget is answered passi
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -56,7 +57,9 @@ REPLY_SECONDS = 300
 ACK = "success"  # the stored marker meaning "answer retries with success"
 POLL_SECONDS = 0.05
 
-_background: set[asyncio.Task] = set()
+_background: set[asyncio.Future] = set()
+# Routing is CPU work under the GIL: two threads keep the event loop responsive without threads fighting for it.
+_ROUTER_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="wechat-router")
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class _Job:
     async def run(self, deadline: float) -> str | None:
         """Answer passively when the reply is ready in time, else "success" and let the thread use the outbox."""
         self.loop = asyncio.get_running_loop()
-        task = asyncio.create_task(asyncio.to_thread(self._work))
+        task = self.loop.run_in_executor(_ROUTER_THREADS, self._work)
         _background.add(task)
         task.add_done_callback(_background.discard)
         with contextlib.suppress(TimeoutError):
