@@ -1,0 +1,1 @@
+"""Tickets, the staff queue, assignment, SLAs and agent replies (the human-handoff issue builds this package)."""
