@@ -19,15 +19,15 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for a SQLite or PostgreSQL URL."""
+    """Create an engine for a SQLite or PostgreSQL URL; errors never echo bound values (merchant text) into logs."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

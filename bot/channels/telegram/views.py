@@ -15,6 +15,7 @@ from telegram.ext import Application
 from bot.channels.telegram import bot as telegram_bot
 from bot.config import get_settings
 from bot.deps import read_body
+from bot.redact import mask
 from bot.store import get_store
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def decode(body: bytes, application: Application) -> Update | None:
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         return Update.de_json(data, application.bot)
     except Exception as exc:
-        log.warning("telegram: ignoring undecodable update (%s): %.200r", exc, body)
+        log.warning("telegram: ignoring undecodable update (%s): %.200r", exc, mask(body.decode("utf-8", "replace")))
         return None
 
 
