@@ -45,11 +45,6 @@ def syllable(unit: str) -> str:
     return unit
 
 
-def has_han(text: str) -> bool:
-    """Return True when the text holds at least one Han character."""
-    return any("\u3400" <= ch <= "\u9fff" for ch in text)
-
-
 @dataclass
 class Lexicon:
     """Domain synonyms folded to one canonical form, and filler phrases that carry no meaning."""

@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.fakes import base_url, serve, shutdown
+
 TOKEN = "123456:TEST-token_for-fake"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "发票助手", "username": "invoice_helper_bot"}
 MAX_TEXT = 4096
@@ -55,25 +57,19 @@ class FakeTelegram:
     @property
     def api_base(self) -> str:
         """The value for TELEGRAM_API_BASE, e.g. http://127.0.0.1:54321."""
-        assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return base_url(self._server)
 
     def start(self) -> "FakeTelegram":
         """Listen on a free port in a daemon thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-telegram", daemon=True).start()
+        self._server = serve(_handler(self), "fake-telegram")
         return self
 
     def stop(self) -> None:
         """Stop listening and release waiting getUpdates calls."""
         with self._cond:
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None
 
     # --- scripting ---
 

@@ -7,6 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes import base_url, serve, shutdown
+
 # errmsg texts as the real API answers them (HTTP 200 with a JSON error body).
 ERRMSGS = {
     40001: "invalid credential, access_token is invalid or not latest",
@@ -37,31 +39,21 @@ class FakeTencent:
         self._delays: list[float] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         """Where the server listens, e.g. http://127.0.0.1:54321."""
-        assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return base_url(self._server)
 
     def start(self) -> "FakeTencent":
         """Listen on a free port in a daemon thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-tencent", daemon=True
-        )
-        self._thread.start()
+        self._server = serve(_handler(self), "fake-tencent")
         return self
 
     def stop(self) -> None:
         """Stop listening."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None
 
     def fail_next_sends(self, *errcodes: int) -> None:
         """Answer the next custom-send calls with these error codes, in order (0: succeed)."""
