@@ -1,12 +1,13 @@
 """The FastAPI application."""
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from bot import views as bot_views
-from bot.bootstrap import close_senders, get_router, make_senders, prepare_database
+from bot.bootstrap import close_senders, get_router, make_senders, prepare_database, warm_knowledge
 from bot.channels.telegram import views as telegram_views
 from bot.channels.wechat import views as wechat_views
 from bot.config import get_settings
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 async def lifespan(_app: FastAPI):
     prepare_database()
     get_router()
+    await asyncio.to_thread(warm_knowledge)  # build the matcher before the first merchant waits for it
     senders = make_senders() if get_settings().run_worker_in_serve else {}
     worker = OutboxWorker(senders) if senders else None
     if worker is not None:

@@ -24,6 +24,12 @@ def prepare_database() -> None:
         log.info("loaded %d FAQ entries", added)
 
 
+def warm_knowledge() -> None:
+    """Build the FAQ snapshot and its matcher now rather than on the first message."""
+    with session_scope() as db_session:
+        get_live_knowledge().current(db_session=db_session)
+
+
 def make_router(*, store: Store | None = None, record: bool = True) -> Router:
     """A router wired to the configured store and the live knowledge base."""
     settings = get_settings()

@@ -59,6 +59,11 @@ class LiveKnowledge:
                 self._snapshot = self._build(db_session, signature)
             return self._snapshot
 
+    @property
+    def built(self) -> bool:
+        """Whether a snapshot exists (the first message will not wait for the index build)."""
+        return self._snapshot is not None
+
     def invalidate(self) -> None:
         """Check the database on the next message (this process just wrote to the FAQ)."""
         self._checked_at = float("-inf")

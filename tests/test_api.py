@@ -26,6 +26,12 @@ def test_health(client):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_startup_builds_the_matcher_before_the_first_message(client):
+    from knowledge.live import get_live_knowledge
+
+    assert get_live_knowledge().built
+
+
 def test_chat_returns_reply_and_understanding(client):
     body = chat(client, "发票号码25112000000098765432查一下")
     assert body["intent"] == "invoice_lookup"
