@@ -38,6 +38,27 @@ class Settings(BaseSettings):
     telegram_secret_token: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
 
+    # Invoices: "sql" reads our own table (fed by POST /api/invoices or CSV import); "http" calls INVOICE_API_URL
+    invoice_backend: str = "sql"
+    invoice_api_url: str | None = None
+    invoice_api_token: str | None = None
+    invoice_api_timeout_seconds: float = 2.0
+    invoice_api_retries: int = 2
+    invoice_cache_seconds: float = 60.0
+    invoice_breaker_failures: int = 5
+    invoice_breaker_reset_seconds: float = 30.0
+    invoice_feed_token: str | None = None  # bearer token for POST /api/invoices (ADMIN_TOKEN also works)
+
+    # Merchant binding
+    binding_code_ttl_seconds: int = 24 * 3600
+    binding_max_failures: int = 5  # wrong tries per chat identity (and per taxpayer id) per window
+    binding_failure_window_seconds: int = 3600
+
+    # Invoice watch
+    watch_first_check_seconds: float = 60.0
+    watch_max_interval_seconds: float = 3600.0
+    watch_max_hours: float = 72.0
+
     # Outbox delivery
     outbox_poll_seconds: float = 1.0
     outbox_max_attempts: int = 8
