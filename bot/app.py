@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from bot import views as bot_views
-from bot.bootstrap import close_senders, get_router, make_senders, prepare_database, warm_knowledge
+from bot.bootstrap import close_senders, get_router, make_senders, make_workers, prepare_database, warm_knowledge
 from bot.channels.telegram import views as telegram_views
 from bot.channels.wechat import views as wechat_views
 from bot.config import get_settings
-from bot.outbox.worker import OutboxWorker
+from bot.invoices import views as invoice_views
+from bot.merchants import views as merchant_views
 from knowledge import views as knowledge_views
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,14 @@ async def lifespan(_app: FastAPI):
     get_router()
     await asyncio.to_thread(warm_knowledge)  # build the matcher before the first merchant waits for it
     senders = make_senders() if get_settings().run_worker_in_serve else {}
-    worker = OutboxWorker(senders) if senders else None
-    if worker is not None:
+    workers = make_workers(senders) if get_settings().run_worker_in_serve else []
+    for worker in workers:
         worker.start()
-        log.info("outbox worker delivering for %s", ", ".join(sorted(senders)))
+        log.info("%s started", worker.name)
     try:
         yield
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.stop()
         close_senders(senders)
 
@@ -42,4 +43,6 @@ def create_app() -> FastAPI:
     app.include_router(knowledge_views.router)
     app.include_router(wechat_views.router)
     app.include_router(telegram_views.router)
+    app.include_router(invoice_views.router)
+    app.include_router(merchant_views.router)
     return app

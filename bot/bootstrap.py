@@ -3,8 +3,11 @@
 import logging
 from functools import lru_cache
 
+from bot.background import BatchWorker
 from bot.config import get_settings
 from bot.database import get_engine, session_scope, upgrade_schema
+from bot.invoices.backend import InvoiceBackend
+from bot.invoices.sql_backend import SqlInvoiceBackend
 from bot.outbox.senders import Sender
 from bot.router import Router
 from bot.store import Store, get_store
@@ -63,6 +66,30 @@ def close_senders(senders: dict[str, Sender]) -> None:
         close = getattr(sender, "close", None)
         if close is not None:
             close()
+
+
+def make_workers(senders: dict[str, Sender]) -> list[BatchWorker]:
+    """The background workers a process runs: outbox delivery (for the configured channels) and invoice watches."""
+    from bot.invoices.worker import WatchWorker
+    from bot.outbox.worker import OutboxWorker
+
+    workers: list[BatchWorker] = [WatchWorker(get_invoice_backend())]
+    if senders:
+        workers.insert(0, OutboxWorker(senders))
+    return workers
+
+
+@lru_cache
+def get_invoice_backend() -> InvoiceBackend:
+    """The configured invoice backend: our own table ("sql") or the merchant platform's API ("http")."""
+    settings = get_settings()
+    if settings.invoice_backend == "http":
+        from bot.invoices.http_backend import HttpInvoiceBackend
+
+        return HttpInvoiceBackend.from_settings(get_store())
+    if settings.invoice_backend != "sql":
+        raise ValueError(f"INVOICE_BACKEND must be sql or http, not {settings.invoice_backend!r}")
+    return SqlInvoiceBackend()
 
 
 @lru_cache

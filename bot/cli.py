@@ -13,6 +13,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 faq_app = typer.Typer(help="FAQ import and export (YAML).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(faq_app, name="faq")
+invoices_app = typer.Typer(help="Invoices for the SQL backend.", no_args_is_help=True)
+app.add_typer(invoices_app, name="invoices")
+merchant_app = typer.Typer(help="Merchant accounts and binding codes.", no_args_is_help=True)
+app.add_typer(merchant_app, name="merchant")
 
 
 @app.callback()
@@ -90,29 +94,34 @@ def triage() -> None:
 
 @app.command()
 def worker() -> None:
-    """Deliver queued outbound messages (WeChat 客服 API, Telegram) until interrupted; `serve` runs one too."""
+    """Deliver queued outbound messages (WeChat 客服 API, Telegram) and re-check invoice watches until interrupted;
+    `serve` runs the same workers."""
     import signal
     import threading
 
-    from bot.bootstrap import close_senders, make_senders, prepare_database
-    from bot.outbox.worker import OutboxWorker
+    from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database
 
     prepare_database()
     senders = make_senders()
     if not senders:
-        typer.echo("no channel is configured (WECHAT_APP_ID/WECHAT_APP_SECRET or TELEGRAM_BOT_TOKEN)", err=True)
-        raise typer.Exit(2)
+        typer.echo(
+            "no channel is configured (WECHAT_APP_ID/WECHAT_APP_SECRET or TELEGRAM_BOT_TOKEN): "
+            "only invoice watches run; their messages wait in the outbox",
+            err=True,
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    outbox_worker = OutboxWorker(senders)
-    outbox_worker.start()
-    typer.echo(f"delivering for {', '.join(sorted(senders))}; Ctrl-C to stop", err=True)
+    workers = make_workers(senders)
+    for background in workers:
+        background.start()
+    typer.echo(f"running {', '.join(w.name for w in workers)}; Ctrl-C to stop", err=True)
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        outbox_worker.stop()
+        for background in workers:
+            background.stop()
         close_senders(senders)
 
 
@@ -190,3 +199,66 @@ def faq_export(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+@invoices_app.command("import")
+def invoices_import(path: Annotated[Path, typer.Argument(help="CSV with a header row: number,status,...")]) -> None:
+    """Insert or update invoices from a CSV file (columns as in POST /api/invoices); bad rows are listed."""
+    from bot.bootstrap import prepare_database
+    from bot.database import session_scope
+    from bot.invoices import service
+
+    prepare_database()
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream, session_scope() as db_session:
+            report = service.import_csv(db_session=db_session, stream=stream)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        typer.echo(f"cannot import {path}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for line, reason in report.errors:
+        typer.echo(f"line {line}: {reason}", err=True)
+    typer.echo(f"{report.rows} rows, {report.written} written, {len(report.errors)} rejected")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@merchant_app.command("create")
+def merchant_create(
+    name: Annotated[str, typer.Argument(help="Merchant name.")],
+    tax_ids: Annotated[list[str], typer.Option("--tax-id", help="Taxpayer id; repeat for several.")],
+    contact: Annotated[str | None, typer.Option(help="Contact person or phone.")] = None,
+) -> None:
+    """Create a merchant and print its id."""
+    from bot.bootstrap import prepare_database
+    from bot.database import session_scope
+    from bot.merchants import service
+
+    prepare_database()
+    try:
+        with session_scope() as db_session:
+            merchant_id = service.create(db_session=db_session, name=name, tax_ids=tax_ids, contact=contact).id
+    except service.MerchantError as exc:
+        typer.echo(f"cannot create merchant: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"merchant {merchant_id} created")
+
+
+@merchant_app.command("code")
+def merchant_code(merchant_id: Annotated[int, typer.Argument(help="Merchant id.")]) -> None:
+    """Issue a single-use binding code for a merchant and print it (shown only this once)."""
+    from bot.bootstrap import prepare_database
+    from bot.config import get_settings
+    from bot.database import session_scope
+    from bot.merchants import service
+
+    prepare_database()
+    try:
+        with session_scope() as db_session:
+            code, row = service.issue_code(
+                db_session=db_session, merchant_id=merchant_id, ttl_seconds=get_settings().binding_code_ttl_seconds
+            )
+            expires = row.expires_at
+    except service.MerchantError as exc:
+        typer.echo(f"cannot issue a code: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{code} (valid until {expires:%Y-%m-%d %H:%M} UTC, single use)")

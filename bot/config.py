@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     invoice_backend: str = "sql"
     invoice_api_url: str | None = None
     invoice_api_token: str | None = None
-    invoice_api_timeout_seconds: float = 2.0
-    invoice_api_retries: int = 2
+    invoice_api_timeout_seconds: float = 1.5  # × (retries + 1) stays inside WeChat's reply budget
+    invoice_api_retries: int = 1
     invoice_cache_seconds: float = 60.0
     invoice_breaker_failures: int = 5
     invoice_breaker_reset_seconds: float = 30.0

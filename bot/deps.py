@@ -17,16 +17,32 @@ def get_db() -> Iterator[Session]:
         yield db_session
 
 
-def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-    """Admit only requests bearing the ADMIN_TOKEN."""
-    expected = get_settings().admin_token
-    if not expected:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "admin API disabled: set ADMIN_TOKEN to enable it")
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+def _require_bearer(authorization: str | None, tokens: list[str | None], disabled: str) -> None:
+    """Admit a request whose bearer token equals one of the configured `tokens`."""
+    configured = [token for token in tokens if token]
+    if not configured:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, disabled)
+    scheme, _, given = (authorization or "").partition(" ")
+    matches = [hmac.compare_digest(given.encode(), token.encode()) for token in configured]
+    if scheme.lower() != "bearer" or not any(matches):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    """Admit only requests bearing the ADMIN_TOKEN."""
+    _require_bearer(authorization, [get_settings().admin_token], "admin API disabled: set ADMIN_TOKEN to enable it")
+
+
+def require_invoice_feed(authorization: Annotated[str | None, Header()] = None) -> None:
+    """Admit requests bearing the INVOICE_FEED_TOKEN (the merchant platform) or the ADMIN_TOKEN."""
+    settings = get_settings()
+    _require_bearer(
+        authorization,
+        [settings.invoice_feed_token, settings.admin_token],
+        "invoice feed disabled: set INVOICE_FEED_TOKEN (or ADMIN_TOKEN) to enable it",
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

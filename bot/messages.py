@@ -4,7 +4,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Intent = Literal["answer", "guide", "clarify", "invoice_lookup", "handoff", "greeting", "fallback"]
+Intent = Literal[
+    "answer", "guide", "clarify", "invoice_lookup", "invoice_watch", "binding", "handoff", "greeting", "fallback"
+]
 
 
 @dataclass(frozen=True)

@@ -4,5 +4,7 @@
 def import_all_models() -> None:
     """Import each domain's models module."""
     import bot.conversation.models
+    import bot.invoices.models
+    import bot.merchants.models
     import bot.outbox.models  # noqa: F401
     import knowledge.models  # noqa: F401

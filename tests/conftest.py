@@ -111,6 +111,7 @@ def clear_process_caches() -> None:
         store.get_store,
         live.get_live_knowledge,
         bootstrap.get_router,
+        bootstrap.get_invoice_backend,
     ):
         cached.cache_clear()
 

@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 
+from bot.clock import utc
 from bot.config import get_settings
 from bot.database import Base, get_engine, make_engine, session_scope, upgrade_schema
 from bot.messages import Option
@@ -25,7 +26,6 @@ from bot.models import import_all_models
 from bot.outbox import service, worker
 from bot.outbox.models import OutboxMessage
 from bot.outbox.senders import RetryLater, Undeliverable
-from bot.outbox.service import utc
 from bot.outbox.worker import OutboxWorker, deliver_due
 from tests.conftest import clear_process_caches
 
@@ -358,13 +358,13 @@ def test_worker_survives_database_errors(outbox_db, monkeypatch, caplog):
     sender = RecordingSender()
     add("after the outage", now=None)
     outbox_worker = OutboxWorker({"wechat": sender}, poll_seconds=0.02)
-    with caplog.at_level(logging.ERROR, logger="bot.outbox.worker"):
+    with caplog.at_level(logging.ERROR, logger="bot.background"):
         outbox_worker.start()
         try:
             assert wait_until(lambda: sender.texts() == ["after the outage"])
         finally:
             assert outbox_worker.stop(timeout=5) is True
-    assert sum("outbox delivery failed" in r.getMessage() for r in caplog.records) == 2
+    assert sum("outbox-worker: batch failed" in r.getMessage() for r in caplog.records) == 2
 
 
 # --- concurrency ----------------------------------------------------------------------------------------

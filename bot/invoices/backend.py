@@ -21,6 +21,57 @@ class InvoiceStatus(StrEnum):
     DELIVERED = "delivered"  # 已交付
 
 
+# Chinese labels and 诺税通-style numeric codes that platforms report, mapped to our statuses.
+STATUS_ALIASES: dict[str, InvoiceStatus] = {
+    "开具中": InvoiceStatus.ISSUING,
+    "开票中": InvoiceStatus.ISSUING,
+    "20": InvoiceStatus.ISSUING,
+    "已开具": InvoiceStatus.ISSUED,
+    "开票完成": InvoiceStatus.ISSUED,
+    "开票成功": InvoiceStatus.ISSUED,
+    "2": InvoiceStatus.ISSUED,
+    "开具失败": InvoiceStatus.FAILED,
+    "开票失败": InvoiceStatus.FAILED,
+    "22": InvoiceStatus.FAILED,
+    "签章中": InvoiceStatus.SIGNING,
+    "开票成功签章中": InvoiceStatus.SIGNING,
+    "21": InvoiceStatus.SIGNING,
+    "签章失败": InvoiceStatus.SIGN_FAILED,
+    "开票成功签章失败": InvoiceStatus.SIGN_FAILED,
+    "24": InvoiceStatus.SIGN_FAILED,
+    "已作废": InvoiceStatus.VOIDED,
+    "作废": InvoiceStatus.VOIDED,
+    "3": InvoiceStatus.VOIDED,
+    "作废中": InvoiceStatus.ISSUED,  # valid until the void completes, and the void may still be refused
+    "31": InvoiceStatus.ISSUED,
+    "红冲中": InvoiceStatus.RED_PENDING,
+    "待确认": InvoiceStatus.RED_PENDING,
+    "红字确认中": InvoiceStatus.RED_PENDING,
+    "部分红冲": InvoiceStatus.RED_PARTIAL,
+    "已部分红冲": InvoiceStatus.RED_PARTIAL,
+    "已红冲": InvoiceStatus.RED_FULL,
+    "已全额红冲": InvoiceStatus.RED_FULL,
+    "全额红冲": InvoiceStatus.RED_FULL,
+    "已交付": InvoiceStatus.DELIVERED,
+}
+
+
+def parse_status(value: object) -> InvoiceStatus:
+    """Our status for a value a platform reports; ValueError when it is unknown."""
+    if isinstance(value, InvoiceStatus):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"invoice status of type {type(value).__name__}")
+    text = str(value).strip()
+    try:
+        return InvoiceStatus(text.lower())
+    except ValueError:
+        pass
+    if text in STATUS_ALIASES:
+        return STATUS_ALIASES[text]
+    raise ValueError(f"unknown invoice status {text[:40]!r}")
+
+
 @dataclass(frozen=True)
 class InvoiceRecord:
     """One invoice as a backend reports it; `code` is None for 数电票."""

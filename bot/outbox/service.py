@@ -2,7 +2,7 @@
 
 import random
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, update
@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.clock import utc
 from bot.config import get_settings
 from bot.messages import Option
 from bot.outbox.models import FAILED, PENDING, SENDING, SENT, STATUSES, OutboxMessage
@@ -19,13 +20,6 @@ MAX_BACKOFF_SECONDS = 600.0
 MAX_ERROR_CHARS = 2000
 OPEN = (PENDING, SENDING)
 INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
-
-
-def utc(moment: datetime | None = None) -> datetime:
-    """The moment in UTC (now when None); a naive moment, as SQLite returns them, is taken as UTC."""
-    if moment is None:
-        return datetime.now(UTC)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def make_payload(text: str, options: Sequence[Option | Mapping[str, str]] | None = None) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 import copy
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.background import BatchWorker
 from bot.config import get_settings
 from bot.database import session_scope
 from bot.outbox import service
@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60.0
 LEASE_MARGIN_SECONDS = 15.0
-MAX_IDLE_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -107,63 +106,16 @@ def _release(claims: list[Claim]) -> None:
             service.release(db_session=db_session, message_id=claim.id, attempt=claim.attempts)
 
 
-class OutboxWorker:
-    """Delivers due messages on a daemon thread: every poll interval, at once when woken, and again straight away
-    while batches come back full. Database errors are logged and retried with a growing pause."""
+class OutboxWorker(BatchWorker):
+    """Delivers due outbox messages on a daemon thread."""
+
+    name = "outbox-worker"
 
     def __init__(self, senders: Mapping[str, Sender], *, limit: int = 50, poll_seconds: float | None = None) -> None:
+        poll = get_settings().outbox_poll_seconds if poll_seconds is None else poll_seconds
+        super().__init__(limit=limit, poll_seconds=poll)
         self.senders = dict(senders)
-        self.limit = limit
-        self.poll_seconds = get_settings().outbox_poll_seconds if poll_seconds is None else poll_seconds
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failures = 0
 
     def run_once(self) -> int:
         """Deliver one batch now; return how many messages were claimed."""
         return deliver_due(senders=self.senders, limit=self.limit)
-
-    def wake(self) -> None:
-        """Make the thread look for due messages now rather than at the next poll."""
-        self._wake.set()
-
-    def start(self) -> None:
-        """Start the delivery thread (no-op when it is running)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="outbox-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float | None = 10.0) -> bool:
-        """Ask the thread to finish its current batch and stop; return True when it has stopped."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def running(self) -> bool:
-        """Whether the delivery thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            pause = self._step()
-            self._wake.wait(pause)
-            self._wake.clear()
-
-    def _step(self) -> float:
-        """Deliver one batch; return how long to pause before the next."""
-        try:
-            claimed = self.run_once()
-        except Exception:
-            self._failures += 1
-            pause = min(MAX_IDLE_BACKOFF_SECONDS, max(self.poll_seconds, 0.1) * 2 ** min(self._failures, 10))
-            logger.exception("outbox delivery failed; trying again in %.1f s", pause)
-            return pause
-        self._failures = 0
-        return 0.0 if claimed >= self.limit else self.poll_seconds

@@ -1,0 +1,10 @@
+"""Time helpers shared by every domain: aware UTC moments, whatever the database returned."""
+
+from datetime import UTC, datetime
+
+
+def utc(moment: datetime | None = None) -> datetime:
+    """The moment in UTC (now when None); a naive moment, as SQLite returns them, is taken as UTC."""
+    if moment is None:
+        return datetime.now(UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,1 @@
+"""Merchant accounts, their taxpayer ids, and the chat identities bound to them."""

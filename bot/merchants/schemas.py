@@ -1,0 +1,39 @@
+"""Merchant admin API bodies."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class MerchantIn(BaseModel):
+    """A merchant to create."""
+
+    name: str = Field(min_length=1, max_length=200)
+    tax_ids: list[str] = Field(min_length=1, max_length=20)
+    contact: str | None = Field(default=None, max_length=200)
+
+
+class BindingOut(BaseModel):
+    """A chat identity bound to a merchant."""
+
+    channel: str
+    user_id: str
+    created_at: datetime | None
+
+
+class MerchantOut(BaseModel):
+    """A merchant with its taxpayer ids and bound chat identities."""
+
+    id: int
+    name: str
+    contact: str | None
+    tax_ids: list[str]
+    bindings: list[BindingOut]
+
+
+class BindingCodeOut(BaseModel):
+    """A new binding code: shown once, give it to the merchant over a trusted channel."""
+
+    merchant_id: int
+    code: str
+    expires_at: datetime
