@@ -42,6 +42,7 @@ def make_router(*, store: Store | None = None, record: bool = True) -> Router:
         session_ttl=settings.session_ttl_seconds,
         record=record,
         max_chars=settings.max_message_chars,
+        invoices=get_invoice_backend(),
     )
 
 

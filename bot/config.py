@@ -64,6 +64,30 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     run_worker_in_serve: bool = True
 
+    # Ticketing
+    ticket_timezone: str = "Asia/Shanghai"
+    ticket_business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
+    ticket_business_start: str = "09:00"
+    ticket_business_end: str = "18:00"
+    ticket_holidays: list[str] = Field(default_factory=list)  # closed dates, e.g. ["2026-10-01", "2026-10-02"]
+    ticket_makeup_workdays: list[str] = Field(default_factory=list)  # 调休上班: weekend dates that are workdays
+    # SLA targets in business seconds per priority; 2 business days of 9 h = 64800.
+    ticket_sla_first_response_seconds: dict[str, int] = Field(
+        default_factory=lambda: {"urgent": 15 * 60, "high": 3600, "normal": 4 * 3600, "low": 8 * 3600}
+    )
+    ticket_sla_resolution_seconds: dict[str, int] = Field(
+        default_factory=lambda: {"urgent": 4 * 3600, "high": 8 * 3600, "normal": 2 * 9 * 3600, "low": 5 * 9 * 3600}
+    )
+    ticket_sla_warning_ratio: float = 0.8  # warn once this share of a target is used
+    sla_alert_webhook_url: str | None = None  # warnings and breaches are POSTed here (outbox channel "webhook")
+    sla_alert_webhook_timeout_seconds: float = 5.0
+    ticket_reopen_days: int = 7  # a handoff or message this soon after resolve/close reopens the ticket
+    ticket_idle_hours: float = 24.0  # merchant silent this long while an agent waits: back to the bot
+    ticket_default_capacity: int = 5  # open tickets per agent unless set per account
+    ticket_wechat_window_hours: float = 48.0  # 客服 messages allowed this long after the merchant's last message
+    ticket_transcript_turns: int = 20  # conversation turns copied into a new ticket
+    ticket_issue_failure_categories: list[str] = Field(default_factory=lambda: ["issuing"])  # urgent in hours
+
 
 @lru_cache
 def get_settings() -> Settings:

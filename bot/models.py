@@ -8,3 +8,4 @@ def import_all_models() -> None:
     import bot.merchants.models
     import bot.outbox.models  # noqa: F401
     import knowledge.models  # noqa: F401
+    import ticketing.models  # noqa: F401

@@ -1,17 +1,20 @@
 """The router: loads the conversation, decides the intent, calls its handler, saves and records the turn."""
 
 import logging
+from collections.abc import Mapping
 
 from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
 from bot import session as sessions
 from bot.conversation import service as conversation_service
+from bot.invoices.backend import InvoiceBackend
 from bot.messages import IncomingMessage, Reply
 from bot.store import Store
-from handlers import fallback, faq, greeting, handoff, invoice
+from handlers import binding, fallback, faq, greeting, guide, handoff, invoice, watch
 from handlers.base import Turn
 from knowledge import identifiers
+from knowledge.guides import Guide, get_guides
 from knowledge.live import LiveKnowledge
 from knowledge.text import clean, fold, units
 
@@ -32,12 +35,18 @@ class Router:
         session_ttl: float = 1800,
         record: bool = True,
         max_chars: int = 2000,
+        guides: Mapping[str, Guide] | None = None,
+        invoices: InvoiceBackend | None = None,
     ):
         self.store = store
         self.knowledge = knowledge
         self.session_ttl = session_ttl
         self.record = record
         self.max_chars = max_chars
+        self.guides = get_guides() if guides is None else guides
+        self.invoices = invoices
+        # Pasted on-screen messages the guides cover: they are questions, never an invoice lookup.
+        self._error_messages = tuple({fold(e) for g in self.guides.values() for e in g.errors})
 
     def handle(self, message: IncomingMessage, *, db_session: Session) -> Reply:
         """Answer a message and remember the turn."""
@@ -47,6 +56,9 @@ class Router:
             text=clean(message.text)[: self.max_chars],
             session=state,
             knowledge=self.knowledge.current(db_session=db_session),
+            db_session=db_session,
+            store=self.store,
+            invoices=self.invoices,
         )
         reply = self.route(turn)
         state.pending = [{"label": o.label, "payload": o.payload} for o in reply.options]
@@ -59,43 +71,185 @@ class Router:
         return reply
 
     def route(self, turn: Turn) -> Reply:
-        """Pick the handler for a turn."""
+        """Pick the handler for a turn; a guide that the reply leaves is paused and offered for resuming."""
+        return guide.offer_resume(turn, self.guides, self.decide(turn))
+
+    def decide(self, turn: Turn) -> Reply:
+        """The reply to a turn: guide answers first, then choices, handoff, invoices, greetings, the FAQ matcher."""
         text = turn.text
         if not units(fold(text)):
             return fallback.empty(turn)
+        if guide.is_active(turn, self.guides):
+            reply = self.in_guide(turn)
+            if reply is not None:
+                return reply
         if turn.session.pending:
             payload = choose(text, turn.session.pending)
             if payload is not None:
                 return self.follow(turn, payload)
+        if guide.is_paused(turn, self.guides):
+            steer = guide.command(text)
+            reply = self.steer(turn, "resume" if steer == "back" else steer)
+            if reply is not None:
+                return reply
         if handoff.wants_human(text):
-            return handoff.handle(turn)
+            return guide.hand_off(turn, self.guides)
+        reply = self.account(turn)
+        if reply is not None:
+            return reply
         invoice_scan = identifiers.scan(text)
         if invoice_scan is not None and (invoice_scan.ref is not None or _mentions_invoice(text)):
             return invoice.handle(turn, invoice_scan)
         if greeting.is_greeting(text):
             return greeting.handle(turn)
-        if invoice.wants_lookup(text):
+        if invoice.wants_lookup(text) and not self.names_error(text):
             return invoice.handle(turn, None)
         result = turn.knowledge.matcher.match(text)
         if result.outcome == "answer":
-            return faq.answer(turn, result.candidates[0].topic, result.confidence, result.choices())
+            return self.answer(turn, result.candidates[0].topic, result.confidence, result.choices())
         if result.outcome == "clarify":
             return faq.clarify(turn, result)
         return fallback.handle(turn, confidence=result.confidence, candidates=result.choices())
 
+    def account(self, turn: Turn) -> Reply | None:
+        """Binding, unbinding and invoice watches asked for in words; None for anything else."""
+        text, awaiting = turn.text, turn.session.awaiting
+        turn.session.awaiting = None
+        if binding.wants_unbind(text):
+            return binding.confirm_unbind(turn)
+        if binding.wants_status(text):
+            return binding.status(turn)
+        if binding.wants_bind(text) or (awaiting == binding.AWAITING and binding.looks_like_details(text)):
+            return self.bind(turn)
+        if watch.wants_list(text):
+            return watch.show(turn)
+        return None
+
+    def bind(self, turn: Turn) -> Reply:
+        """Bind this identity; then look up the invoice the merchant asked about before binding."""
+        reply = binding.start(turn)
+        pending = turn.session.pending_invoice
+        if not pending or not binding.is_bound(turn):
+            return reply
+        turn.session.pending_invoice = None
+        status = invoice.status(turn, identifiers.InvoiceRef(number=pending.get("number"), code=pending.get("code")))
+        status.text = f"{reply.text}\n\n{status.text}"
+        return status
+
+    def in_guide(self, turn: Turn) -> Reply | None:
+        """Handle a message that answers the guide's question or steers the guide; None for anything else."""
+        text = turn.text
+        payload = guide.pick(turn, self.guides, text)
+        if payload is not None:
+            return self.follow(turn, payload)
+        reply = self.steer(turn, guide.command(text))
+        if reply is not None:
+            return reply
+        if handoff.wants_human(text):
+            return guide.hand_off(turn, self.guides)
+        payload = guide.pick_polar(turn, self.guides, text)
+        if payload is not None:
+            return self.follow(turn, payload)
+        if guide.looks_like_answer(text):
+            count = len(guide.current_options(turn, self.guides))
+            return guide.show(turn, self.guides, lead=f"请回复 1-{count} 的数字，选择最符合的一项：")
+        if greeting.is_greeting(text):
+            return guide.show(turn, self.guides)
+        return None
+
+    def steer(self, turn: Turn, command: str | None) -> Reply | None:
+        """Carry out a typed guide command (返回, 重来, 退出, 继续); None when there is none or no guide."""
+        if command == "back":
+            return guide.back(turn, self.guides)
+        if command == "restart":
+            return guide.restart(turn, self.guides)
+        if command == "exit":
+            return guide.leave(turn, self.guides)
+        if command == "resume" and guide.current(turn, self.guides) is not None:
+            return guide.resume(turn, self.guides)
+        return None
+
+    def answer(
+        self,
+        turn: Turn,
+        topic: str,
+        confidence: float | None,
+        candidates: list[str] | None = None,
+        *,
+        chosen: bool = False,
+    ) -> Reply:
+        """Answer a matched topic: start its guide when it has one, else give the FAQ answer."""
+        topic_guide = self.guides.get(topic)
+        if topic_guide is None:
+            return faq.answer(turn, topic, confidence, candidates)
+        in_progress = guide.current(turn, self.guides)
+        if in_progress is None or chosen:
+            return guide.start(turn, topic_guide, confidence=confidence, candidates=candidates or [topic])
+        if in_progress[0].id == topic:
+            # The merchant repeats the problem being worked on: ask the current question again.
+            asked = guide.show(turn, self.guides, lead="我们正在排查这个问题，请先回答下面这个问题：")
+            return asked or guide.start(turn, topic_guide, confidence=confidence, candidates=candidates or [topic])
+        # Another guided topic: answer it, keep the current guide, and offer to go through the other one.
+        reply = faq.answer(turn, topic, confidence, candidates)
+        reply.options = [*reply.options, guide.start_option(topic_guide)]
+        return reply
+
     def follow(self, turn: Turn, payload: str) -> Reply:
         """Carry out a chosen option."""
         kind, _, value = payload.partition(":")
+        if kind == "guide":
+            return self.follow_guide(turn, value)
         if kind == "faq" and value in turn.knowledge.entries:
-            return faq.answer(turn, value, 1.0)
+            return self.answer(turn, value, 1.0, chosen=True)
         if payload == "intent:handoff":
-            return handoff.handle(turn)
+            return guide.hand_off(turn, self.guides)
         if payload == "intent:invoice_lookup":
             return invoice.handle(turn, None)
         if payload == "menu:faq":
             return greeting.faq_menu(turn)
+        if kind in ("binding", "watch") or payload == "intent:bind":
+            return self.follow_account(turn, payload)
         log.info("stale option %s", payload)
         return greeting.handle(turn)
+
+    def follow_account(self, turn: Turn, payload: str) -> Reply:
+        """Carry out a binding or watch option: intent:bind, binding:unbind[:yes], binding:keep, watch:…."""
+        if payload == "intent:bind":
+            return self.bind(turn)
+        if payload == "binding:unbind":
+            return binding.confirm_unbind(turn)
+        if payload == "binding:unbind:yes":
+            return binding.unbind(turn)
+        if payload == "binding:keep":
+            return binding.keep(turn)
+        if payload == "watch:list":
+            return watch.show(turn)
+        parts = payload.split(":")
+        if parts[:2] == ["watch", "add"] and len(parts) == 4 and parts[3].isdigit():
+            return watch.add(turn, parts[2] or None, parts[3])
+        if parts[:2] == ["watch", "cancel"] and len(parts) == 3:
+            return watch.cancel(turn, None if parts[2] == "all" else int(parts[2]) if parts[2].isdigit() else -1)
+        log.info("stale option %s", payload)
+        return greeting.handle(turn)
+
+    def follow_guide(self, turn: Turn, value: str) -> Reply:
+        """Carry out a guide option: "resume", "done:yes|no", "start:<guide>" or "<step>:<number>"."""
+        head, _, tail = value.partition(":")
+        if head == "resume":
+            return guide.resume(turn, self.guides)
+        if head == "done":
+            return guide.feedback(turn, self.guides, solved=tail == "yes")
+        if head == "start" and tail in self.guides:
+            return guide.start(turn, self.guides[tail], confidence=1.0)
+        if tail.isdigit():
+            return guide.choose(turn, self.guides, head, int(tail))
+        log.info("stale guide option %s", value)
+        return guide.resume(turn, self.guides)
+
+    def names_error(self, text: str) -> bool:
+        """True when the message contains an on-screen message a guide covers (e.g. "查无此票")."""
+        folded = fold(text)
+        return any(message in folded for message in self._error_messages)
 
 
 def choose(text: str, pending: list[dict[str, str]]) -> str | None:

@@ -2,8 +2,12 @@
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from bot.invoices.backend import InvoiceBackend
 from bot.messages import IncomingMessage
 from bot.session import SessionState
+from bot.store import Store
 from knowledge.live import KnowledgeSnapshot
 
 
@@ -15,3 +19,6 @@ class Turn:
     text: str
     session: SessionState
     knowledge: KnowledgeSnapshot
+    db_session: Session | None = None
+    store: Store | None = None
+    invoices: InvoiceBackend | None = None

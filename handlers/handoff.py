@@ -1,6 +1,8 @@
 """Hand the conversation to a human."""
 
 import re
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from bot.messages import Reply
 from handlers.base import Turn
@@ -12,17 +14,59 @@ _HUMAN = re.compile(
 )
 
 
+@dataclass(frozen=True)
+class Learned:
+    """What the bot found out before handing off: told to the merchant, kept in the session for the agent."""
+
+    topic: str
+    title: str
+    note: str
+    # (question, the merchant's answer) in the order asked.
+    checked: tuple[tuple[str, str], ...] = ()
+    # Fixes the bot already suggested.
+    suggested: tuple[str, ...] = ()
+    # The guide progress behind `checked`: (guide id, step id, chosen label) per answer, for the ticket.
+    path: tuple[tuple[str, str, str], ...] = ()
+
+    def summary(self, max_checked: int = 8) -> str:
+        """The record as the merchant sees it: what the problem is and the last `max_checked` answers."""
+        lines = [f"{self.title}。{self.note}"]
+        if self.checked:
+            lines.append("排查经过：")
+            earlier = len(self.checked) - max_checked
+            if earlier > 0:
+                lines.append(f"· （之前还有 {earlier} 条）")
+            lines += [f"· {question} —— {answer}" for question, answer in self.checked[-max_checked:]]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form for the session (and later the ticket)."""
+        data = asdict(self)
+        data["checked"] = [list(pair) for pair in self.checked]
+        data["suggested"] = list(self.suggested)
+        data["path"] = [list(entry) for entry in self.path]
+        return data
+
+
 def wants_human(text: str) -> bool:
     """True when the merchant asks for a person or complains."""
     return bool(_HUMAN.search(fold(text)))
 
 
-def handle(turn: Turn) -> Reply:
-    """Promise a human; tickets and queues arrive with the ticketing module."""
+def handle(turn: Turn, learned: Learned | None = None) -> Reply:
+    """Promise a human, with what was already learned; tickets and queues arrive with the ticketing module."""
     turn.session.unsure_streak = 0
     complaint = "投诉" in turn.text
     opening = "非常抱歉给您带来不便，您的投诉我们会认真处理。" if complaint else "好的，正在为您转接人工客服。"
+    if learned is None:
+        return Reply(
+            text=f"{opening}请把问题、报错截图的文字内容或发票号码一并发给我，客服接入后会直接看到，不用重复描述。",
+            intent="handoff",
+        )
+    turn.session.handoff_note = learned.as_dict()
     return Reply(
-        text=f"{opening}请把问题、报错截图的文字内容或发票号码一并发给我，客服接入后会直接看到，不用重复描述。",
+        text=f"{opening}\n已为客服记录：{learned.summary()}\n"
+        "客服接入后会直接看到这些信息，不用重复描述；如有报错截图的文字内容或发票号码，也可以一并发给我。",
         intent="handoff",
+        topic=learned.topic,
     )

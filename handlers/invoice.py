@@ -2,9 +2,11 @@
 
 import re
 
+from bot.invoices import explain, flows
 from bot.messages import Option, Reply
+from handlers import binding
 from handlers.base import Turn
-from knowledge.identifiers import InvoiceScan
+from knowledge.identifiers import InvoiceRef, InvoiceScan
 from knowledge.text import fold
 
 _LOOKUP = re.compile(
@@ -20,6 +22,9 @@ ASK_NUMBER = (
     "· 数电票：20位发票号码（如 25112000000012345678）\n"
     "· 税控发票：10位或12位发票代码 + 8位发票号码（中间用空格隔开）"
 )
+
+
+RETYPE = Option("号码不对，重新输入", "intent:invoice_lookup")
 
 
 def wants_lookup(text: str) -> bool:
@@ -46,14 +51,60 @@ def handle(turn: Turn, invoice_scan: InvoiceScan | None) -> Reply:
             intent="invoice_lookup",
             invoice=ref.as_dict() if ref else {},
         )
-    if ref.kind == "digital":
-        described = f"数电票，发票号码 {ref.number}"
-    else:
-        described = f"税控发票，发票代码 {ref.code}，发票号码 {ref.number}"
+    return status(turn, ref)
+
+
+def status(turn: Turn, ref: InvoiceRef) -> Reply:
+    """The invoice's status for a bound merchant, "not found or not yours" otherwise, with what to do next."""
+    invoice = ref.as_dict()
     warning = f"\n提醒：{'；'.join(ref.warnings)}，请确认号码无误。" if ref.warnings else ""
+    answer = flows.lookup_for(
+        db_session=turn.db_session,
+        backend=turn.invoices,
+        channel=turn.message.channel,
+        user_id=turn.message.user_id,
+        code=ref.code,
+        number=ref.number,
+    )
+    heading = f"{ref.describe()} " + (f"发票代码 {ref.code} 号码 {ref.number}" if ref.code else f"号码 {ref.number}")
+    if answer.kind == "unbound":
+        turn.session.pending_invoice = invoice
+        return Reply(
+            text=f"收到{heading}。为保护企业信息，查询发票状态需要先绑定企业（税号 + 绑定码），"
+            "绑定后我会接着查这张发票。",
+            intent="invoice_lookup",
+            invoice=invoice,
+            options=[binding.MENU_OPTION, Option("转人工客服", "intent:handoff")],
+        )
+    watch_option = Option("帮我盯着这张发票", f"watch:add:{ref.code or ''}:{ref.number}")
+    if answer.kind == "unavailable":
+        return Reply(
+            text=f"{heading}：发票系统暂时无法查询（对方系统繁忙或维护中），请稍后再试。"
+            "我也可以帮您盯着这张发票，查到后第一时间通知您。",
+            intent="invoice_lookup",
+            invoice=invoice,
+            options=[watch_option, Option("转人工客服", "intent:handoff")],
+        )
+    if answer.kind == "not_found":
+        return Reply(
+            text=f"{heading}\n{explain.NOT_FOUND}{warning}",
+            intent="invoice_lookup",
+            topic="missing_query_no_record",
+            invoice=invoice,
+            options=[watch_option, RETYPE, Option("转人工客服", "intent:handoff")],
+        )
+    record = answer.lookup.record
+    explained = explain.explain(record)
+    options = [] if record.status in explain.FINAL else [watch_option]
+    if explained.topic and explained.topic in turn.knowledge.entries:
+        options.append(
+            Option(f"查看：{turn.knowledge.entries[explained.topic].question}"[:20], f"faq:{explained.topic}")
+        )
+    options.append(Option("转人工客服", "intent:handoff"))
     return Reply(
-        text=f"收到，您要查询的是{described}。我将为您查询这张发票的开具和交付状态。{warning}",
+        text=f"{heading}\n{explained.text}\n{explain.freshness(answer.lookup)}{warning}",
         intent="invoice_lookup",
-        invoice=ref.as_dict(),
-        options=[Option("号码不对，重新输入", "intent:invoice_lookup"), Option("转人工客服", "intent:handoff")],
+        topic=explained.topic,
+        invoice=invoice,
+        options=options,
     )

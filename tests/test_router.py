@@ -110,11 +110,49 @@ def test_off_topic_question_is_not_answered(router):
 
 
 def test_pending_choice_by_ordinal_answers_that_topic(router):
-    set_pending(router, ["faq:busy_server", "faq:login_network_fail", "intent:handoff"])
+    set_pending(router, ["faq:busy_maintenance", "faq:verify_daily_limit", "intent:handoff"])
     reply = say(router, "第二个")
     assert reply.intent == "answer"
-    assert reply.topic == "login_network_fail"
+    assert reply.topic == "verify_daily_limit"
     assert load(store=router.store, channel="api", user_id="m1").pending == []  # an answer offers no options
+
+
+def test_choosing_a_topic_with_a_guide_starts_the_guide(router):
+    set_pending(router, ["faq:busy_maintenance", "faq:login_network_fail", "intent:handoff"])
+    reply = say(router, "第二个")
+    assert reply.intent == "guide" and reply.topic == "login_network_fail"
+    assert reply.confidence == 1.0
+    assert all(o.payload.startswith("guide:") for o in reply.options)
+    state = load(store=router.store, channel="api", user_id="m1")
+    assert state.pending == [{"label": o.label, "payload": o.payload} for o in reply.options]
+    assert state.guide is not None and state.guide.guide == "login_network_fail"
+
+
+def test_a_matched_topic_with_a_guide_starts_it_and_a_handoff_carries_the_answers(router):
+    first = say(router, "开票提示服务器繁忙", user="g1")
+    assert first.intent == "guide" and first.topic == "busy_server" and first.confidence > 0.8
+    second = say(router, "1", user="g1")
+    assert second.intent == "guide" and second.topic == "busy_server"
+    handed = say(router, "转人工", user="g1")
+    assert handed.intent == "handoff" and handed.topic == "busy_server"
+    assert "已为客服记录" in handed.text and first.options[0].label in handed.text
+    state = load(store=router.store, channel="api", user_id="g1")
+    assert state.guide is None and state.handoff_note["topic"] == "busy_server"
+
+
+def test_an_off_topic_message_mid_guide_is_answered_with_a_way_back(router):
+    say(router, "开票提示服务器繁忙", user="g2")
+    other = say(router, "我想查发票状态", user="g2")
+    assert other.intent == "invoice_lookup"
+    assert other.options[-1].payload == "guide:resume"
+    resumed = say(router, "继续刚才的排查", user="g2")
+    assert resumed.intent == "guide" and resumed.topic == "busy_server"
+
+
+@pytest.mark.parametrize("text", ["查无此票", "009 查无此票"])
+def test_a_pasted_error_message_is_not_an_invoice_lookup(router, text):
+    reply = say(router, text)
+    assert reply.intent == "guide" and reply.topic == "verify_not_found"
 
 
 @pytest.mark.parametrize(
@@ -144,7 +182,7 @@ def test_choice_by_the_words_of_its_label(router):
 @pytest.mark.parametrize("text", ["Hello, my fapiao 开不出来, what should I do?", "UKey 插上没反应 help!!!"])
 def test_mixed_english_gets_a_reply(router, text):
     reply = say(router, text)
-    assert reply.text and reply.intent in {"answer", "clarify", "fallback"}
+    assert reply.text and reply.intent in {"answer", "guide", "clarify", "fallback"}
 
 
 def test_number_outside_the_choices_is_not_a_choice(router):

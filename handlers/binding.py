@@ -1,0 +1,169 @@
+"""Binding a chat identity to its merchant (taxpayer id + one-time code), showing and removing the binding."""
+
+import re
+
+from bot.config import get_settings
+from bot.invoices import watches
+from bot.merchants import service as merchants
+from bot.messages import Option, Reply
+from bot.redact import mask
+from handlers.base import Turn
+from knowledge.identifiers import check_taxpayer_id, find_taxpayer_id
+from knowledge.text import clean, fold
+
+AWAITING = "binding"
+_BIND = re.compile(r"^(我要|我想|申请|帮我|请)?(绑定|綁定|bangding|关联)(企业|公司|商户|账号|帐号|税号)?")
+_UNBIND = re.compile(r"^(我要|我想|申请|帮我|请)?(解绑|解除绑定|取消绑定|unbind)")
+_STATUS = re.compile(r"^(我的|查看|查询)?绑定(状态|信息|情况)|^我绑定了(什么|哪个|哪家)")
+_CODE = re.compile(r"(?<![0-9A-Z])[0-9]{8}(?![0-9A-Z])")
+_ID_LIKE = re.compile(r"(?<![0-9A-Z])[0-9A-Z]{12,22}(?![0-9A-Z])")
+
+ASK = (
+    "请发送贵司的税号（统一社会信用代码）和绑定码，中间用空格隔开，例如：\n"
+    "91110108MA01ABCD5T 12345678\n"
+    "绑定码由贵司管理员在商户后台生成（或联系客服获取），只能使用一次，过期需重新获取。绑定后即可查询本企业的发票状态。"
+)
+REJECTED = (
+    "税号或绑定码不正确，或绑定码已过期、已被使用。请核对后重新发送；如需新的绑定码，请联系贵司管理员或回复“转人工”。"
+)
+MENU_OPTION = Option("绑定企业", "intent:bind")
+
+
+def wants_bind(text: str) -> bool:
+    """True for "绑定", "我要绑定企业", or a message that starts with 绑定 followed by the details."""
+    return bool(_BIND.match(fold(text))) and not wants_status(text)
+
+
+def wants_unbind(text: str) -> bool:
+    """True for "解绑", "解除绑定"."""
+    return bool(_UNBIND.match(fold(text)))
+
+
+def wants_status(text: str) -> bool:
+    """True for "我的绑定", "绑定状态"."""
+    folded = fold(text)
+    return bool(_STATUS.match(folded)) or folded in ("我的绑定", "我的企业")
+
+
+def has_details(text: str) -> bool:
+    """True when the message carries a taxpayer id and an 8-digit code."""
+    upper = clean(text).upper()
+    return find_taxpayer_id(upper) is not None and _CODE.search(_without_tax_id(upper)) is not None
+
+
+def looks_like_details(text: str) -> bool:
+    """True when the message seems to carry binding details, right or wrong (a long code-like token)."""
+    return has_details(text) or _ID_LIKE.search(clean(text).upper()) is not None
+
+
+def _without_tax_id(text: str) -> str:
+    tax_id = find_taxpayer_id(text)
+    return text.replace(tax_id, " ") if tax_id else text
+
+
+def is_bound(turn: Turn) -> bool:
+    """Whether this chat identity is bound to a merchant."""
+    identity = {"channel": turn.message.channel, "user_id": turn.message.user_id}
+    return merchants.get_binding(db_session=turn.db_session, **identity) is not None
+
+
+def start(turn: Turn) -> Reply:
+    """Explain what to send, or show the existing binding."""
+    binding = merchants.get_binding(
+        db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
+    )
+    if binding is not None:
+        return status(turn)
+    if looks_like_details(turn.text):
+        return attempt(turn)
+    turn.session.awaiting = AWAITING
+    return Reply(text=ASK, intent="binding", options=[Option("转人工客服", "intent:handoff")])
+
+
+def attempt(turn: Turn) -> Reply:
+    """Bind with the taxpayer id and code in the message."""
+    turn.session.awaiting = None
+    upper = clean(turn.text).upper()
+    raw_tax_id = find_taxpayer_id(upper)
+    code_match = _CODE.search(_without_tax_id(upper))
+    id_like = _ID_LIKE.search(upper)
+    if raw_tax_id is None and id_like is not None and not check_taxpayer_id(id_like.group(0)).ok:
+        turn.session.awaiting = AWAITING
+        problem = check_taxpayer_id(id_like.group(0)).problem
+        return Reply(text=f"税号有误：{problem}。请核对后重新发送税号和绑定码。", intent="binding")
+    if raw_tax_id is None or code_match is None:
+        turn.session.awaiting = AWAITING
+        return Reply(text="没有识别到税号和8位绑定码。\n" + ASK, intent="binding")
+    check = check_taxpayer_id(raw_tax_id)
+    if not check.ok:
+        turn.session.awaiting = AWAITING
+        return Reply(text=f"税号有误：{check.problem}。请核对后重新发送税号和绑定码。", intent="binding")
+    settings = get_settings()
+    result = merchants.bind(
+        db_session=turn.db_session,
+        store=turn.store,
+        channel=turn.message.channel,
+        user_id=turn.message.user_id,
+        tax_id=check.value,
+        code=code_match.group(0),
+        limits=merchants.BindingLimits(
+            max_failures=settings.binding_max_failures, window_seconds=settings.binding_failure_window_seconds
+        ),
+    )
+    if result.outcome == "rate_limited":
+        minutes = max(1, result.retry_after_seconds // 60)
+        return Reply(
+            text=f"绑定尝试次数过多，为保护企业信息已暂停绑定，请约 {minutes} 分钟后再试，或回复“转人工”。",
+            intent="binding",
+        )
+    if result.outcome == "rejected":
+        turn.session.awaiting = AWAITING
+        return Reply(text=REJECTED, intent="binding", options=[Option("转人工客服", "intent:handoff")])
+    return Reply(
+        text=f"绑定成功！当前账号已绑定「{result.merchant.name}」。现在可以直接发送发票号码查询开票和交付状态。",
+        intent="binding",
+        options=[Option("查询发票状态", "intent:invoice_lookup")],
+    )
+
+
+def status(turn: Turn) -> Reply:
+    """Which merchant this identity is bound to."""
+    binding = merchants.get_binding(
+        db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
+    )
+    if binding is None:
+        return Reply(text="当前账号还没有绑定企业。" + ASK, intent="binding", options=[MENU_OPTION])
+    merchant = merchants.get(db_session=turn.db_session, merchant_id=binding.merchant_id)
+    tax_ids = "、".join(mask(t) for t in merchants.get_tax_ids(db_session=turn.db_session, merchant_id=merchant.id))
+    return Reply(
+        text=f"当前账号已绑定「{merchant.name}」（税号 {tax_ids}）。如需更换企业，请先解绑再重新绑定。",
+        intent="binding",
+        options=[Option("查询发票状态", "intent:invoice_lookup"), Option("解除绑定", "binding:unbind")],
+    )
+
+
+def confirm_unbind(turn: Turn) -> Reply:
+    """Ask before unbinding."""
+    binding = merchants.get_binding(
+        db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
+    )
+    if binding is None:
+        return Reply(text="当前账号没有绑定企业，无需解绑。", intent="binding", options=[MENU_OPTION])
+    return Reply(
+        text="解绑后将无法查询该企业的发票，正在关注的发票也不再提醒。确定要解绑吗？",
+        intent="binding",
+        options=[Option("确认解绑", "binding:unbind:yes"), Option("取消", "binding:keep")],
+    )
+
+
+def unbind(turn: Turn) -> Reply:
+    """Remove the binding (and the identity's invoice watches)."""
+    removed = merchants.unbind(db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id)
+    watches.cancel(db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id)
+    text = "已解除绑定。" if removed else "当前账号没有绑定企业。"
+    return Reply(text=text + "如需重新绑定，回复“绑定”。", intent="binding")
+
+
+def keep(turn: Turn) -> Reply:
+    """The merchant changed its mind about unbinding."""
+    return Reply(text="好的，绑定保持不变。", intent="binding")
