@@ -58,6 +58,10 @@ def make_senders() -> dict[str, Sender]:
         from bot.channels.telegram.sender import TelegramSender
 
         senders["telegram"] = TelegramSender()
+    if settings.sla_alert_webhook_url:
+        from ticketing.webhook import WEBHOOK_CHANNEL, WebhookSender
+
+        senders[WEBHOOK_CHANNEL] = WebhookSender()
     return senders
 
 
@@ -70,11 +74,13 @@ def close_senders(senders: dict[str, Sender]) -> None:
 
 
 def make_workers(senders: dict[str, Sender]) -> list[BatchWorker]:
-    """The background workers a process runs: outbox delivery (for the configured channels) and invoice watches."""
+    """The background workers a process runs: outbox delivery (for the configured channels), invoice watches and
+    ticket housekeeping (SLA checks, auto-assignment, idle tickets)."""
     from bot.invoices.worker import WatchWorker
     from bot.outbox.worker import OutboxWorker
+    from ticketing.flows import TicketingWorker
 
-    workers: list[BatchWorker] = [WatchWorker(get_invoice_backend())]
+    workers: list[BatchWorker] = [WatchWorker(get_invoice_backend()), TicketingWorker()]
     if senders:
         workers.insert(0, OutboxWorker(senders))
     return workers

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ticketing.cli import user_app
+
 app = typer.Typer(help="merchant-assist: 发票商户智能客服", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 faq_app = typer.Typer(help="FAQ import and export (YAML).", no_args_is_help=True)
@@ -15,6 +17,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(faq_app, name="faq")
 invoices_app = typer.Typer(help="Invoices for the SQL backend.", no_args_is_help=True)
 app.add_typer(invoices_app, name="invoices")
+app.add_typer(user_app, name="user")
 merchant_app = typer.Typer(help="Merchant accounts and binding codes.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
 

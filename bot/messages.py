@@ -5,7 +5,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Intent = Literal[
-    "answer", "guide", "clarify", "invoice_lookup", "invoice_watch", "binding", "handoff", "greeting", "fallback"
+    "answer",
+    "guide",
+    "clarify",
+    "invoice_lookup",
+    "invoice_watch",
+    "binding",
+    "handoff",
+    "human",  # the conversation is with a person: the message went to the ticket
+    "greeting",
+    "fallback",
 ]
 
 
@@ -39,6 +48,11 @@ class Reply:
     confidence: float | None = None
     candidates: list[str] = field(default_factory=list)
     invoice: dict[str, str] | None = None
+
+    @property
+    def silent(self) -> bool:
+        """True when there is nothing to send (a person is handling the conversation)."""
+        return not self.text and not self.options
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for the API."""

@@ -17,9 +17,13 @@ from knowledge import identifiers
 from knowledge.guides import Guide, get_guides
 from knowledge.live import LiveKnowledge
 from knowledge.text import clean, fold, units
+from ticketing import flows as ticket_flows
+from ticketing import service as ticket_service
 
 log = logging.getLogger(__name__)
 
+# Misses in a row after which the merchant is handed to a person.
+UNSURE_BEFORE_HANDOFF = 2
 # How close typed words must be to an option's label (rapidfuzz ratio, 0-100) to pick it.
 CHOICE_SIMILARITY = 80
 
@@ -60,7 +64,7 @@ class Router:
             store=self.store,
             invoices=self.invoices,
         )
-        reply = self.route(turn)
+        reply = self.with_people(turn) or self.route(turn)
         state.pending = [{"label": o.label, "payload": o.payload} for o in reply.options]
         state.turns += 1
         sessions.save(
@@ -69,6 +73,23 @@ class Router:
         if self.record:
             conversation_service.record_turn(db_session=db_session, message=message, reply=reply)
         return reply
+
+    def with_people(self, turn: Turn) -> Reply | None:
+        """A conversation a person is handling: the message goes to its ticket and the bot stays silent, except to
+        end the human conversation; a resolved ticket takes the rating. None when the bot should answer."""
+        outcome = ticket_flows.route_merchant_message(
+            db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id, text=turn.text
+        )
+        if outcome.action == "none":
+            return None
+        if outcome.action == "appended" and handoff.wants_bot(turn.text):
+            ticket_service.hand_back_to_bot(
+                db_session=turn.db_session, ticket_id=outcome.ticket.id, notify=False, reason="merchant_ended"
+            )
+            reply = greeting.handle(turn)
+            reply.text = "已结束人工服务，您的工单已关闭。" + reply.text
+            return reply
+        return Reply(text=outcome.reply or "", intent="human")
 
     def route(self, turn: Turn) -> Reply:
         """Pick the handler for a turn; a guide that the reply leaves is paused and offered for resuming."""
@@ -109,7 +130,10 @@ class Router:
             return self.answer(turn, result.candidates[0].topic, result.confidence, result.choices())
         if result.outcome == "clarify":
             return faq.clarify(turn, result)
-        return fallback.handle(turn, confidence=result.confidence, candidates=result.choices())
+        reply = fallback.handle(turn, confidence=result.confidence, candidates=result.choices())
+        if turn.session.unsure_streak >= UNSURE_BEFORE_HANDOFF:
+            return handoff.handle(turn, opening="抱歉，我连续两次没能理解您的问题，已为您转接人工客服。")
+        return reply
 
     def account(self, turn: Turn) -> Reply | None:
         """Binding, unbinding and invoice watches asked for in words; None for anything else."""

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from bot.bootstrap import make_router
-from bot.database import session_scope
+from bot.database import get_sessionmaker
 from bot.messages import IncomingMessage
 from bot.router import Router
 from bot.store import MemoryStore
@@ -30,10 +30,11 @@ def line_text(line: str) -> str:
 
 def triage_one(router: Router, text: str, number: int) -> dict[str, Any]:
     """What the bot would do with a first message: action, topic, score, candidates (and invoice fields)."""
-    with session_scope() as db_session:
+    with get_sessionmaker()() as db_session:  # rolled back: triage never opens tickets or writes anything
         reply = router.handle(
             IncomingMessage(channel="triage", user_id=f"line-{number}", text=text), db_session=db_session
         )
+        db_session.rollback()
     row: dict[str, Any] = {
         "text": text,
         "action": reply.intent,

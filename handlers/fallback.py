@@ -8,15 +8,12 @@ MENU_OPTION = Option("看看我能回答哪些问题", "menu:faq")
 
 
 def handle(turn: Turn, *, confidence: float | None = None, candidates: list[str] | None = None) -> Reply:
-    """Say so plainly and offer a human; after repeated misses, lead with the human."""
+    """Say so plainly and offer a human; the router hands off after repeated misses."""
     turn.session.unsure_streak += 1
-    if turn.session.unsure_streak >= 2:
-        text = "抱歉，我还是没能理解您的问题。建议转人工客服处理，回复 1 即可转接；也可以换个说法再试一次。"
-    else:
-        text = (
-            "抱歉，这个问题我暂时回答不了。我主要解答发票开具、作废、红冲、查验、抵扣、登录和税控设备等问题。"
-            "您可以换个说法（最好带上系统的报错原文），或转人工客服。"
-        )
+    text = (
+        "抱歉，这个问题我暂时回答不了。我主要解答发票开具、作废、红冲、查验、抵扣、登录和税控设备等问题。"
+        "您可以换个说法（最好带上系统的报错原文），或转人工客服。"
+    )
     options = [HANDOFF_OPTION, MENU_OPTION]
     return Reply(text=text, intent="fallback", options=options, confidence=confidence, candidates=candidates or [])
 

@@ -7,7 +7,11 @@ from typing import Any
 from bot.messages import Reply
 from handlers.base import Turn
 from knowledge.text import fold
+from ticketing import service as tickets
 
+_END = re.compile(
+    r"^(结束|结束人工|结束对话|结束服务|取消人工|取消转人工|不用人工了|不需要人工了|退出人工)[了啦吧。.!！]*$"
+)
 _HUMAN = re.compile(
     r"转人工|人工客服|人工服务|找人工|要人工|接人工|真人|人工|客服电话|联系客服|找客服|投诉|举报你们|"
     r"叫你们领导|找你们领导|不要机器人|别用机器人|机器人听不懂"
@@ -53,20 +57,43 @@ def wants_human(text: str) -> bool:
     return bool(_HUMAN.search(fold(text)))
 
 
-def handle(turn: Turn, learned: Learned | None = None) -> Reply:
-    """Promise a human, with what was already learned; tickets and queues arrive with the ticketing module."""
+def wants_bot(text: str) -> bool:
+    """True when the merchant ends the human conversation ("结束", "取消人工")."""
+    return bool(_END.match(fold(text)))
+
+
+def handle(turn: Turn, learned: Learned | None = None, *, opening: str | None = None) -> Reply:
+    """Open (or add to) the conversation's ticket and tell the merchant its number, hours and what was recorded."""
     turn.session.unsure_streak = 0
-    complaint = "投诉" in turn.text
-    opening = "非常抱歉给您带来不便，您的投诉我们会认真处理。" if complaint else "好的，正在为您转接人工客服。"
-    if learned is None:
-        return Reply(
-            text=f"{opening}请把问题、报错截图的文字内容或发票号码一并发给我，客服接入后会直接看到，不用重复描述。",
-            intent="handoff",
-        )
-    turn.session.handoff_note = learned.as_dict()
-    return Reply(
-        text=f"{opening}\n已为客服记录：{learned.summary()}\n"
-        "客服接入后会直接看到这些信息，不用重复描述；如有报错截图的文字内容或发票号码，也可以一并发给我。",
-        intent="handoff",
-        topic=learned.topic,
+    if opening is None:
+        complaint = "投诉" in turn.text
+        opening = "非常抱歉给您带来不便，您的投诉我们会认真处理。" if complaint else "好的，正在为您转接人工客服。"
+    if learned is not None:
+        turn.session.handoff_note = learned.as_dict()
+    ticket_text = _open_ticket(turn, learned)
+    lines = [opening, ticket_text] if ticket_text else [opening]
+    if learned is not None:
+        lines.append(f"已为客服记录：{learned.summary()}")
+        lines.append("客服接入后会直接看到这些信息，不用重复描述；如有报错截图的文字内容或发票号码，也可以一并发给我。")
+    else:
+        lines.append("请把问题、报错截图的文字内容或发票号码一并发给我，客服接入后会直接看到，不用重复描述。")
+    lines.append("如想结束人工服务，回复“结束”。")
+    return Reply(text="\n".join(lines), intent="handoff", topic=learned.topic if learned else None)
+
+
+def _open_ticket(turn: Turn, learned: Learned | None) -> str | None:
+    """Hand the conversation to people: the ticket's number and the business-hours promise."""
+    if turn.db_session is None:
+        return None
+    guide = asdict(turn.session.guide) if turn.session.guide is not None else None
+    handoff = tickets.open_for_handoff(
+        db_session=turn.db_session,
+        channel=turn.message.channel,
+        user_id=turn.message.user_id,
+        text=turn.message.text,
+        topic=learned.topic if learned else turn.session.last_topic,
+        learned=learned.as_dict() if learned else None,
+        guide=guide,
+        invoice=turn.session.pending_invoice,
     )
+    return handoff.merchant_text

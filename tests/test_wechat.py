@@ -309,7 +309,9 @@ def test_real_router_answers_menu_click_and_subscribe(app_env, monkeypatch):
         lookup = reply_content(post(client, event_push("CLICK", "INVOICE_LOOKUP", created=1700000001)))
         assert "发票号码" in lookup
         handoff = reply_content(post(client, event_push("CLICK", "HANDOFF", created=1700000002)))
-        assert "人工" in handoff
+        assert "人工" in handoff and "工单 T" in handoff
+        assert is_ack(post(client, text_push("发票一直开不出来", msg_id=8))), "a person has it: the bot is silent"
+        assert "已结束人工服务" in reply_content(post(client, text_push("结束", msg_id=10)))
         answer = reply_content(post(client, text_push("发票号码25112000000098765432查一下", msg_id=9)))
         assert "25112000000098765432" in answer
 

@@ -67,20 +67,23 @@ def dedupe_key(update: Update) -> str:
     return f"{CHANNEL}:{update.update_id}"
 
 
-def answer(message: IncomingMessage, *, key: str) -> int:
-    """Route a message and enqueue the reply in the same transaction; return the outbox row id (blocking)."""
+def answer(message: IncomingMessage, *, key: str) -> int | None:
+    """Route a message and enqueue the reply in the same transaction; return the outbox row id, None when the
+    reply is silent (blocking)."""
     with session_scope() as db_session:
         reply = get_router().handle(message, db_session=db_session)
         return _enqueue(db_session, message.user_id, reply, key)
 
 
-def notify(chat_id: int, reply: Reply, *, key: str) -> int:
+def notify(chat_id: int, reply: Reply, *, key: str) -> int | None:
     """Enqueue a fixed reply without routing; return the outbox row id (blocking)."""
     with session_scope() as db_session:
         return _enqueue(db_session, str(chat_id), reply, key)
 
 
-def _enqueue(db_session, recipient: str, reply: Reply, key: str) -> int:
+def _enqueue(db_session, recipient: str, reply: Reply, key: str) -> int | None:
+    if reply.silent:  # a person is handling the conversation: nothing to send
+        return None
     row = enqueue(
         db_session=db_session,
         channel=CHANNEL,

@@ -157,6 +157,7 @@ class _Job:
     passive_only: bool
     lock: threading.Lock = field(default_factory=threading.Lock)
     late: bool = False
+    silent: bool = False
     xml: str | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     loop: asyncio.AbstractEventLoop | None = None
@@ -170,7 +171,7 @@ class _Job:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), timeout=max(0.0, deadline - time.monotonic()))
         with self.lock:
-            if self.xml is not None:
+            if self.xml is not None or self.silent:
                 return self.xml
             self.late = True
             if self.passive_only:
@@ -189,6 +190,12 @@ class _Job:
     def _route_and_deliver(self) -> None:
         """Route, then answer passively (rest via the outbox) or, when late, all via the outbox."""
         reply = _route(self.incoming)
+        if reply.silent:  # a person is handling the conversation: acknowledge, send nothing
+            with self.lock:
+                self.silent = not self.late
+                self.store.set(reply_key(self.key), ACK, ttl=REPLY_SECONDS)
+            self._notify()
+            return
         text = reply_text(reply)
         first, rest = split_passive(text)
         if rest and self.passive_only:

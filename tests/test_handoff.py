@@ -1,0 +1,128 @@
+"""Handing a conversation to people: the ticket, the silent bot while a person has it, ending it, and the rating."""
+
+import pytest
+from sqlalchemy import select
+
+from bot.bootstrap import make_router, prepare_database
+from bot.database import session_scope
+from bot.messages import IncomingMessage
+from bot.outbox.models import OutboxMessage
+from bot.store import MemoryStore
+from ticketing import replies, staff
+from ticketing import service as tickets
+from ticketing.models import Ticket
+
+
+@pytest.fixture
+def router(app_env):
+    prepare_database()
+    return make_router(store=MemoryStore())
+
+
+def say(router, text: str, user: str = "m1", channel: str = "telegram"):
+    with session_scope() as db_session:
+        return router.handle(IncomingMessage(channel=channel, user_id=user, text=text), db_session=db_session)
+
+
+def only_ticket() -> Ticket:
+    with session_scope() as db_session:
+        rows = list(db_session.scalars(select(Ticket)))
+        assert len(rows) == 1, f"expected one ticket, found {len(rows)}"
+        db_session.expunge(rows[0])
+        return rows[0]
+
+
+def transcript(ticket_id: int) -> list[tuple[str, str]]:
+    with session_scope() as db_session:
+        return [(m.author_kind, m.text) for m in tickets.get_messages(db_session=db_session, ticket_id=ticket_id)]
+
+
+def outbox_texts(recipient: str = "m1") -> list[str]:
+    with session_scope() as db_session:
+        query = select(OutboxMessage).where(OutboxMessage.recipient == recipient).order_by(OutboxMessage.id)
+        return [m.payload["text"] for m in db_session.scalars(query)]
+
+
+def test_asking_for_a_person_opens_a_ticket_with_the_conversation(router):
+    say(router, "开票提示服务器繁忙")
+    reply = say(router, "转人工")
+    ticket = only_ticket()
+    assert reply.intent == "handoff"
+    assert ticket.number in reply.text and ("工作时间" in reply.text or "回复" in reply.text)
+    texts = [text for _, text in transcript(ticket.id)]
+    assert "开票提示服务器繁忙" in texts and "转人工" in texts, "the agent sees the whole story"
+
+
+def test_while_a_person_has_it_the_bot_is_silent_and_messages_reach_the_ticket(router):
+    say(router, "转人工")
+    ticket = only_ticket()
+    reply = say(router, "发票号码 25112000000012345678 一直查不到")
+    assert reply.silent and reply.intent == "human"
+    assert ("merchant", "发票号码 25112000000012345678 一直查不到") in transcript(ticket.id)
+    assert say(router, "你好").silent, "even a greeting goes to the person"
+
+
+def test_the_merchant_can_end_the_human_conversation(router):
+    say(router, "转人工")
+    ended = say(router, "结束")
+    assert "已结束人工服务" in ended.text and not ended.silent
+    assert only_ticket().state == "closed"
+    assert say(router, "你好").intent == "greeting", "the bot answers again"
+
+
+def test_a_complaint_is_urgent(router):
+    say(router, "我要投诉你们，发票三天都开不出来")
+    assert only_ticket().priority == "urgent"
+
+
+def test_two_misses_in_a_row_hand_off(router):
+    first = say(router, "今天天气怎么样")
+    assert first.intent == "fallback"
+    second = say(router, "明天下雨吗")
+    assert second.intent == "handoff" and "转接人工" in second.text
+    assert only_ticket().state == "new"
+
+
+def test_a_guide_that_ends_in_handoff_carries_what_was_learned(router):
+    started = say(router, "开票提示服务器繁忙")
+    assert started.intent == "guide"
+    say(router, "1")
+    reply = say(router, "转人工")
+    assert reply.intent == "handoff" and "已为客服记录" in reply.text
+    context = only_ticket().context
+    assert context.get("topic") == "busy_server" or "busy_server" in str(context)
+    assert "learned" in context or "guide" in context
+
+
+def test_agent_reply_resolve_and_rating(router):
+    say(router, "转人工")
+    ticket = only_ticket()
+    with session_scope() as db_session:
+        agent = staff.create(db_session=db_session, username="li", password="correct horse battery", role="agent")
+        agent_id = agent.id
+    with session_scope() as db_session:
+        replies.send(db_session=db_session, ticket_id=ticket.id, agent_id=agent_id, text="您好，我来帮您看看。")
+    assert outbox_texts()[-1] == "您好，我来帮您看看。"
+    with session_scope() as db_session:
+        tickets.resolve(db_session=db_session, ticket_id=ticket.id, actor_id=agent_id)
+    assert "1-5" in outbox_texts()[-1] or "打分" in outbox_texts()[-1]
+    thanks = say(router, "5")
+    assert not thanks.silent and thanks.intent == "human"
+    assert only_ticket().csat_score == 5
+
+
+def test_staff_can_hand_the_conversation_back(router):
+    say(router, "转人工")
+    with session_scope() as db_session:
+        tickets.hand_back_to_bot(db_session=db_session, ticket_id=only_ticket().id)
+    assert outbox_texts(), "the merchant is told the bot is back"
+    assert say(router, "你好").intent == "greeting"
+
+
+def test_triage_never_opens_tickets(router):
+    from bot.triage import make_triage_router, triage_one
+
+    row = triage_one(make_triage_router(), "转人工", 1)
+    assert row["action"] == "handoff"
+    with session_scope() as db_session:
+        assert list(db_session.scalars(select(Ticket))) == []
