@@ -2,10 +2,16 @@
 
 import asyncio
 import logging
+import re
+import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
 
+from bot import logs, metrics
 from bot import views as bot_views
 from bot.bootstrap import close_senders, get_router, make_senders, make_workers, prepare_database, warm_knowledge
 from bot.channels.telegram import views as telegram_views
@@ -16,6 +22,7 @@ from bot.merchants import views as merchant_views
 from knowledge import views as knowledge_views
 
 log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @asynccontextmanager
@@ -36,9 +43,41 @@ async def lifespan(_app: FastAPI):
         close_senders(senders)
 
 
+async def request_id_middleware(request: Request, call_next):
+    """Tag the request's logs with its X-Request-ID (or a new id) and return it in the response."""
+    given = request.headers.get("x-request-id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+    token = logs.REQUEST_ID.set(request_id)
+    try:
+        response = await call_next(request)
+    finally:
+        logs.REQUEST_ID.reset(token)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A database outage: 503 with a reason, never a traceback."""
+    metrics.INFRA_ERRORS.labels("database").inc()
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"})
+
+
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A store (Redis) outage: 503 with a reason."""
+    metrics.INFRA_ERRORS.labels("store").inc()
+    log.error("store unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse(
+        {"detail": "session store unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
 def create_app() -> FastAPI:
     """Build the app with every domain's routes."""
     app = FastAPI(title="merchant-assist", version="0.1.0", lifespan=lifespan)
+    app.middleware("http")(request_id_middleware)
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(RedisError, store_unavailable)
     app.include_router(bot_views.router)
     app.include_router(knowledge_views.router)
     app.include_router(wechat_views.router)

@@ -25,10 +25,12 @@ app.add_typer(merchant_app, name="merchant")
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
     """Configure logging for every command."""
+    from bot import logs
     from bot.config import get_settings
 
-    level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    logs.configure(level=level, fmt=settings.log_format)
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -51,7 +53,7 @@ def serve(
         err=True,
     )
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
-    uvicorn.run("bot.app:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run("bot.app:create_app", factory=True, host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     knowledge_refresh_seconds: float = 1.0
     max_message_chars: int = 2000
     log_level: str = "INFO"
+    log_format: str = "json"  # "json" lines (with request ids) or "text"
+    metrics_token: str | None = None  # when set, /metrics needs "Authorization: Bearer <token>"
 
     # WeChat Official Account (公众号)
     wechat_token: str | None = None
@@ -87,6 +89,21 @@ class Settings(BaseSettings):
     ticket_wechat_window_hours: float = 48.0  # 客服 messages allowed this long after the merchant's last message
     ticket_transcript_turns: int = 20  # conversation turns copied into a new ticket
     ticket_issue_failure_categories: list[str] = Field(default_factory=lambda: ["issuing"])  # urgent in hours
+
+    # Incidents / analytics
+    incident_topics: list[str] = Field(  # error topics watched for bursts
+        default_factory=lambda: ["busy_server", "busy_maintenance", "login_network_fail", "issue_failed_generic"]
+    )
+    incident_threshold: int = 5  # distinct chat identities on one watched topic within the window open an incident
+    incident_window_minutes: float = 10.0
+    incident_poll_seconds: float = 60.0
+    incident_default_notice: str = (
+        "【系统公告】已知晓，正在处理：该问题影响了部分商户，技术人员正在紧急处理，恢复后即可正常使用，请稍后再试。"
+    )
+    unanswered_clarify_minutes: float = 10.0  # a choice offered and not taken within this long went nowhere
+    unanswered_similarity: float = 60.0  # rapidfuzz ratio (0-100) at which two unanswered questions cluster
+    unanswered_days: int = 30  # how far back the unanswered list looks
+    analytics_days: int = 14
 
 
 @lru_cache

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot import session as sessions
 from bot.conversation import service as conversation_service
 from bot.invoices.backend import InvoiceBackend
@@ -65,6 +66,7 @@ class Router:
             invoices=self.invoices,
         )
         reply = self.with_people(turn) or self.route(turn)
+        metrics.MESSAGES.labels(message.channel, reply.intent).inc()
         state.pending = [{"label": o.label, "payload": o.payload} for o in reply.options]
         state.turns += 1
         sessions.save(
@@ -125,7 +127,8 @@ class Router:
             return greeting.handle(turn)
         if invoice.wants_lookup(text) and not self.names_error(text):
             return invoice.handle(turn, None)
-        result = turn.knowledge.matcher.match(text)
+        with metrics.MATCH_SECONDS.time():
+            result = turn.knowledge.matcher.match(text)
         if result.outcome == "answer":
             return self.answer(turn, result.candidates[0].topic, result.confidence, result.choices())
         if result.outcome == "clarify":

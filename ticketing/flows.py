@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.background import BatchWorker
 from bot.clock import utc
 from bot.config import get_settings
@@ -110,6 +111,8 @@ class TicketingWorker(BatchWorker):
     def run_once(self) -> int:
         """One housekeeping round; return how many tickets were auto-assigned."""
         done = housekeeping()
+        for alert in done.alerts:
+            metrics.SLA_ALERTS.labels(alert.kind).inc()
         if done.closed or done.returned_to_bot or done.assigned or done.alerts:
             logger.info(
                 "ticketing: %d closed, %d returned to the bot, %d assigned, %d SLA alerts",

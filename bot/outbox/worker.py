@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot import metrics
 from bot.background import BatchWorker
 from bot.config import get_settings
 from bot.database import session_scope
@@ -81,6 +82,7 @@ def _send(claim: Claim, sender: Sender) -> Outcome:
 
 def _record(claim: Claim, outcome: Outcome, now: datetime | None) -> None:
     """Store the outcome of one send in its own short transaction."""
+    metrics.OUTBOX_SENDS.labels(claim.channel, outcome.kind).inc()
     with session_scope() as db_session:
         if outcome.kind == "sent":
             service.mark_sent(db_session=db_session, message_id=claim.id, now=now)
