@@ -1,16 +1,9 @@
 """Per-conversation state kept in the store with a TTL, keyed by channel and user."""
 
-import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from bot import metrics
-from bot.store import Store
-
-log = logging.getLogger(__name__)
-STORE_ERRORS = (RedisError, OSError)
+from bot.store import Store, best_effort
 
 
 @dataclass
@@ -70,11 +63,7 @@ def session_key(channel: str, user_id: str) -> str:
 
 def load(*, store: Store, channel: str, user_id: str) -> SessionState:
     """Return the saved state, or a fresh one (also when the store is down: the bot answers without memory)."""
-    try:
-        data = store.get_json(session_key(channel, user_id)) or {}
-    except STORE_ERRORS as exc:
-        _degraded("load", exc)
-        data = {}
+    data = best_effort(lambda: store.get_json(session_key(channel, user_id)), None, what="session load") or {}
     known = SessionState.__dataclass_fields__
     state = SessionState(**{k: v for k, v in data.items() if k in known and k != "guide"})
     state.guide = GuideProgress.from_dict(data.get("guide"))
@@ -83,13 +72,6 @@ def load(*, store: Store, channel: str, user_id: str) -> SessionState:
 
 def save(*, store: Store, channel: str, user_id: str, state: SessionState, ttl: float) -> None:
     """Persist the state until `ttl` seconds of silence; a store outage is logged and counted, not raised."""
-    try:
-        store.set_json(session_key(channel, user_id), asdict(state), ttl=ttl)
-    except STORE_ERRORS as exc:
-        _degraded("save", exc)
-
-
-def _degraded(action: str, exc: Exception) -> None:
-    metrics.INFRA_ERRORS.labels("store").inc()
-    metrics.DEGRADED.inc()
-    log.warning("session %s skipped, store unavailable: %s", action, type(exc).__name__)
+    best_effort(
+        lambda: store.set_json(session_key(channel, user_id), asdict(state), ttl=ttl), None, what="session save"
+    )

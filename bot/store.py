@@ -4,13 +4,33 @@ Two implementations with one interface: in-process (default) and Redis (`REDIS_U
 """
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
 
 KEY_PREFIX = "ma:"
+STORE_ERRORS = (RedisError, OSError)
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def best_effort(call: Callable[[], T], default: T, *, what: str) -> T:
+    """The call's result, or `default` when the store is unreachable (logged and counted: the bot degrades)."""
+    try:
+        return call()
+    except STORE_ERRORS as exc:
+        from bot import metrics
+
+        metrics.INFRA_ERRORS.labels("store").inc()
+        metrics.DEGRADED.inc()
+        log.warning("store unavailable (%s), %s skipped", type(exc).__name__, what)
+        return default
 
 
 class Store(ABC):

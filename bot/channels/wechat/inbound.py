@@ -25,7 +25,7 @@ from bot.config import get_settings
 from bot.database import session_scope
 from bot.messages import IncomingMessage, Reply
 from bot.outbox.service import enqueue
-from bot.store import Store, get_store
+from bot.store import Store, best_effort, get_store
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ async def respond(message: BaseMessage, *, deadline: float) -> str | None:
         return None
     store = get_store()
     key = dedupe_key(message)
-    if not store.add(key, "1", ttl=CLAIM_SECONDS):
+    if not best_effort(lambda: store.add(key, "1", ttl=CLAIM_SECONDS), True, what="wechat retry de-duplication"):
         return await _await_first(store, key, deadline)
     job = _Job(
         store=store,
@@ -129,7 +129,9 @@ async def respond(message: BaseMessage, *, deadline: float) -> str | None:
         incoming=IncomingMessage(
             channel=CHANNEL, user_id=message.source, text=action.text, message_id=str(message.id or key)
         ),
-        passive_only=kf_unavailable(store, get_settings().wechat_app_id),
+        passive_only=best_effort(
+            lambda: kf_unavailable(store, get_settings().wechat_app_id), False, what="客服 API status"
+        ),
     )
     return await job.run(deadline)
 
@@ -176,7 +178,7 @@ class _Job:
             self.late = True
             if self.passive_only:
                 self.xml = passive_xml(self.message, SLOW_REPLY)
-        self.store.set(reply_key(self.key), self.xml or ACK, ttl=REPLY_SECONDS)
+        self._remember(self.xml or ACK)
         log.info("wechat reply for %s not ready in time; acknowledged", self.key)
         return self.xml
 
@@ -193,7 +195,7 @@ class _Job:
         if reply.silent:  # a person is handling the conversation: acknowledge, send nothing
             with self.lock:
                 self.silent = not self.late
-                self.store.set(reply_key(self.key), ACK, ttl=REPLY_SECONDS)
+                self._remember(ACK)
             self._notify()
             return
         text = reply_text(reply)
@@ -204,7 +206,7 @@ class _Job:
             late = self.late
             if not late:
                 self.xml = passive_xml(self.message, first)
-                self.store.set(reply_key(self.key), self.xml, ttl=REPLY_SECONDS)
+                self._remember(self.xml)
         if late:
             if self.passive_only:
                 log.warning("wechat reply for %s dropped: too late and 客服 API unavailable", self.key)
@@ -214,6 +216,12 @@ class _Job:
         self._notify()
         if rest:
             _enqueue(self.incoming.user_id, rest, None, dedupe_key=f"wechat:{self.key}:part2")
+
+    def _remember(self, answer: str) -> None:
+        """Keep the answer for WeChat's retries of this push (skipped when the store is down)."""
+        best_effort(
+            lambda: self.store.set(reply_key(self.key), answer, ttl=REPLY_SECONDS), None, what="wechat reply cache"
+        )
 
     def _notify(self) -> None:
         try:
