@@ -43,6 +43,7 @@ def make_router(*, store: Store | None = None, record: bool = True) -> Router:
         record=record,
         max_chars=settings.max_message_chars,
         invoices=get_invoice_backend(),
+        rate_limit=settings.inbound_messages_per_minute,
     )
 
 

@@ -39,12 +39,20 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs REDIS_URL and PostgreSQL).")] = 1,
 ) -> None:
     """Run the HTTP server (JSON chat API, admin API, OpenAPI docs at /docs)."""
     import uvicorn
 
     from bot.bootstrap import prepare_database
+    from bot.config import get_settings
 
+    settings = get_settings()
+    if workers > 1 and not settings.redis_url:
+        typer.echo("--workers > 1 needs REDIS_URL: sessions, de-duplication and rate limits must be shared", err=True)
+        raise typer.Exit(2)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        typer.echo("warning: several workers on SQLite serialise every write; use PostgreSQL in production", err=True)
     prepare_database()
     typer.echo(f"merchant-assist on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
     typer.echo(
@@ -53,7 +61,16 @@ def serve(
         err=True,
     )
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
-    uvicorn.run("bot.app:create_app", factory=True, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        "bot.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
 
 
 @app.command()

@@ -8,4 +8,5 @@ def import_all_models() -> None:
     import bot.merchants.models
     import bot.outbox.models  # noqa: F401
     import knowledge.models  # noqa: F401
+    import ticketing.incident_models
     import ticketing.models  # noqa: F401

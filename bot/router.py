@@ -1,6 +1,7 @@
 """The router: loads the conversation, decides the intent, calls its handler, saves and records the turn."""
 
 import logging
+import time
 from collections.abc import Mapping
 
 from rapidfuzz import fuzz, process
@@ -11,7 +12,7 @@ from bot import session as sessions
 from bot.conversation import service as conversation_service
 from bot.invoices.backend import InvoiceBackend
 from bot.messages import IncomingMessage, Reply
-from bot.store import Store
+from bot.store import Store, best_effort
 from handlers import binding, fallback, faq, greeting, guide, handoff, invoice, watch
 from handlers.base import Turn
 from knowledge import identifiers
@@ -23,6 +24,7 @@ from ticketing import service as ticket_service
 
 log = logging.getLogger(__name__)
 
+THROTTLED_TEXT = "您发送消息的速度有点快，我需要稍作休息。请一分钟后再发，您刚才的消息已经记录下来了。"
 # Misses in a row after which the merchant is handed to a person.
 UNSURE_BEFORE_HANDOFF = 2
 # How close typed words must be to an option's label (rapidfuzz ratio, 0-100) to pick it.
@@ -42,6 +44,7 @@ class Router:
         max_chars: int = 2000,
         guides: Mapping[str, Guide] | None = None,
         invoices: InvoiceBackend | None = None,
+        rate_limit: int = 0,
     ):
         self.store = store
         self.knowledge = knowledge
@@ -50,6 +53,7 @@ class Router:
         self.max_chars = max_chars
         self.guides = get_guides() if guides is None else guides
         self.invoices = invoices
+        self.rate_limit = rate_limit
         # Pasted on-screen messages the guides cover: they are questions, never an invoice lookup.
         self._error_messages = tuple({fold(e) for g in self.guides.values() for e in g.errors})
 
@@ -65,7 +69,7 @@ class Router:
             store=self.store,
             invoices=self.invoices,
         )
-        reply = self.with_people(turn) or self.route(turn)
+        reply = self.with_people(turn) or self.throttled(turn) or self.route(turn)
         metrics.MESSAGES.labels(message.channel, reply.intent).inc()
         state.pending = [{"label": o.label, "payload": o.payload} for o in reply.options]
         state.turns += 1
@@ -75,6 +79,17 @@ class Router:
         if self.record:
             conversation_service.record_turn(db_session=db_session, message=message, reply=reply)
         return reply
+
+    def throttled(self, turn: Turn) -> Reply | None:
+        """A polite pause when one identity sends more than `rate_limit` messages a minute (shared by all workers)."""
+        if not self.rate_limit:
+            return None
+        key = f"rate:{turn.message.channel}:{turn.message.user_id}:{int(time.time() // 60)}"
+        count = best_effort(lambda: self.store.incr(key, ttl=120), 0, what="rate limit")
+        if count <= self.rate_limit:
+            return None
+        metrics.THROTTLED.inc()
+        return Reply(text=THROTTLED_TEXT, intent="fallback")
 
     def with_people(self, turn: Turn) -> Reply | None:
         """A conversation a person is handling: the message goes to its ticket and the bot stays silent, except to

@@ -219,3 +219,17 @@ def test_every_turn_is_recorded(router):
         history = conversation_service.get_history(db_session=db_session, channel="api", user_id="rec")
     assert [(t.text, t.intent) for t in history] == [("你好", "greeting"), ("人工客服", "handoff")]
     assert all(t.reply for t in history)
+
+
+def test_too_many_messages_get_a_polite_pause_and_are_still_recorded(app_env):
+    from bot.router import THROTTLED_TEXT
+
+    prepare_database()
+    limited = make_router(store=MemoryStore())
+    limited.rate_limit = 3
+    replies = [say(limited, "发票怎么作废", user="fast") for _ in range(4)]
+    assert [r.text == THROTTLED_TEXT for r in replies] == [False, False, False, True]
+    assert say(limited, "发票怎么作废", user="calm").text != THROTTLED_TEXT, "the limit is per identity"
+    with session_scope() as db_session:
+        history = conversation_service.get_history(db_session=db_session, channel="api", user_id="fast")
+    assert len(history) == 4, "a throttled message is not lost"
