@@ -107,14 +107,18 @@ class Requests:
 
             self.crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
 
+    def message(self) -> tuple[str, str]:
+        """The sender and text of the next push: a shipped FAQ question from one of 500 merchants."""
+        return f"oBench{self.counter % 500:05d}", random.choice(self.questions)
+
     def next(self) -> tuple[str, bytes]:
         self.counter += 1
         timestamp, nonce = str(int(time.time())), str(random.randrange(10**9))
-        openid = f"oBench{self.counter % 500:05d}"
+        openid, content = self.message()
         xml = (
             f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
             f"<CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            f"<Content><![CDATA[{random.choice(self.questions)}]]></Content><MsgId>{self.counter}</MsgId></xml>"
+            f"<Content><![CDATA[{content}]]></Content><MsgId>{self.counter}</MsgId></xml>"
         )
         signature = hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest()
         params = {"signature": signature, "timestamp": timestamp, "nonce": nonce, "openid": openid}
@@ -153,9 +157,11 @@ async def connection(port: int, requests: Requests, stop_at: float, latencies: l
         writer.close()
 
 
-async def drive(port: int, aes: bool, seconds: float, connections: int) -> dict[str, float]:
+async def drive(
+    port: int, aes: bool, seconds: float, connections: int, requests: Requests | None = None
+) -> dict[str, float]:
     """Load one server; return throughput and latency figures."""
-    requests = Requests(aes)
+    requests = requests or Requests(aes)
     latencies: list[float] = []
     errors: list[str] = []
     warm_until = time.perf_counter() + 2
