@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
@@ -20,6 +21,12 @@ from bot.config import get_settings
 from bot.invoices import views as invoice_views
 from bot.merchants import views as merchant_views
 from knowledge import views as knowledge_views
+from knowledge.console import views as knowledge_console_views
+from ticketing.console import admin_views as console_admin_views
+from ticketing.console import auth as console_auth
+from ticketing.console import views as console_views
+from ticketing.console.errors import ConsoleError, console_error_handler
+from ticketing.console.templating import STATIC_DIR as CONSOLE_STATIC_DIR
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -84,4 +91,10 @@ def create_app() -> FastAPI:
     app.include_router(telegram_views.router)
     app.include_router(invoice_views.router)
     app.include_router(merchant_views.router)
+    app.add_exception_handler(ConsoleError, console_error_handler)
+    app.include_router(console_auth.router)
+    app.include_router(console_views.router)
+    app.include_router(console_admin_views.router)
+    app.include_router(knowledge_console_views.router)
+    app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC_DIR), name="console_static")
     return app
