@@ -13,6 +13,7 @@ from knowledge.schemas import FaqIn, FaqOut
 
 router = APIRouter(prefix="/api/admin/faq", tags=["admin"], dependencies=[Depends(require_admin)])
 DbSession = Annotated[Session, Depends(get_db)]
+MAX_IMPORT_BYTES = 2 * 1024 * 1024  # as the console's import form; YAML parsing is slow (a 20 MB list takes minutes)
 
 
 class TryIn(BaseModel):
@@ -34,7 +35,9 @@ def export_entries(db_session: DbSession) -> Response:
 
 @router.post("/import")
 def import_entries(db_session: DbSession, body: Annotated[str, Body(media_type="application/yaml")]) -> dict:
-    """Create or update entries from a YAML list."""
+    """Create or update entries from a YAML list (at most 2 MB)."""
+    if len(body.encode("utf-8")) > MAX_IMPORT_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"FAQ file larger than {MAX_IMPORT_BYTES} bytes")
     try:
         entries = service.parse_yaml(body)
     except ValueError as exc:

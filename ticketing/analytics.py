@@ -1,0 +1,205 @@
+"""Support analytics per day (in TICKET_TIMEZONE) over conversation turns and tickets.
+
+Definitions, for each local day:
+  conversations      distinct chat identities (channel + user) with at least one recorded turn that day
+  handed off         those of them with a "handoff" or "human" turn that day, or a ticket created that day
+  bot resolved       conversations - handed off (the bot's deflection); rates are shares of conversations
+  first response     tickets whose first agent reply was that day: reply time - start (creation or latest reopen)
+  resolution         tickets resolved that day: resolve time - start (creation or latest reopen)
+  SLA breaches       first-response and resolution breaches recorded that day (each counts)
+  CSAT               ratings received that day: how many and their average
+Top topics count answered turns ("answer" and "guide") per FAQ topic over the whole period; top unanswered are the
+largest clusters of knowledge.unanswered over the period. Times are wall-clock seconds.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from statistics import median
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.clock import utc
+from bot.config import get_settings
+from bot.conversation.models import ConversationTurn
+from knowledge import unanswered
+from ticketing.models import Ticket
+
+HANDED_INTENTS = frozenset({"handoff", "human"})
+ANSWERED_INTENTS = ("answer", "guide")
+
+
+@dataclass
+class DayStats:
+    """One day's (or the whole period's) numbers."""
+
+    day: date | None
+    conversations: int = 0
+    handed_off: int = 0
+    first_response_seconds: list[float] = field(default_factory=list, repr=False)
+    resolution_seconds: list[float] = field(default_factory=list, repr=False)
+    sla_breaches: int = 0
+    csat_scores: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def bot_resolved(self) -> int:
+        """Conversations the bot handled alone."""
+        return self.conversations - self.handed_off
+
+    @property
+    def bot_resolved_rate(self) -> float | None:
+        """Share of conversations with no handoff or ticket (None without conversations)."""
+        return self.bot_resolved / self.conversations if self.conversations else None
+
+    @property
+    def handoff_rate(self) -> float | None:
+        """Share of conversations handed to people."""
+        return self.handed_off / self.conversations if self.conversations else None
+
+    @property
+    def first_responses(self) -> int:
+        """How many first responses were made."""
+        return len(self.first_response_seconds)
+
+    @property
+    def median_first_response_seconds(self) -> float | None:
+        """Median time to the first agent reply."""
+        return median(self.first_response_seconds) if self.first_response_seconds else None
+
+    @property
+    def resolutions(self) -> int:
+        """How many tickets were resolved."""
+        return len(self.resolution_seconds)
+
+    @property
+    def median_resolution_seconds(self) -> float | None:
+        """Median time to resolution."""
+        return median(self.resolution_seconds) if self.resolution_seconds else None
+
+    @property
+    def csat_count(self) -> int:
+        """How many ratings were received."""
+        return len(self.csat_scores)
+
+    @property
+    def csat_average(self) -> float | None:
+        """Average rating (1-5)."""
+        return sum(self.csat_scores) / len(self.csat_scores) if self.csat_scores else None
+
+
+@dataclass
+class Report:
+    """Per-day series, period totals, top topics and top unanswered questions."""
+
+    start: date
+    end: date
+    days: list[DayStats]
+    total: DayStats
+    top_topics: list[tuple[str, int]]
+    top_unanswered: list[unanswered.Cluster]
+
+
+def day_bounds(*, days: int, now: datetime, tz: ZoneInfo) -> tuple[date, date, datetime]:
+    """The first and last local day of a period of `days` ending today, and the first day's start in UTC."""
+    end = utc(now).astimezone(tz).date()
+    start = end - timedelta(days=days - 1)
+    return start, end, datetime.combine(start, time(0), tz).astimezone(UTC)
+
+
+def report(*, db_session: Session, days: int | None = None, now: datetime | None = None, top: int = 10) -> Report:
+    """The analytics of the last `days` local days (ANALYTICS_DAYS), today included."""
+    settings = get_settings()
+    now = utc(now)
+    days = max(1, settings.analytics_days if days is None else days)
+    tz = ZoneInfo(settings.ticket_timezone)
+    start, end, since = day_bounds(days=days, now=now, tz=tz)
+    series = {start + timedelta(days=i): DayStats(start + timedelta(days=i)) for i in range(days)}
+
+    def bucket(moment: datetime | None) -> DayStats | None:
+        return None if moment is None else series.get(utc(moment).astimezone(tz).date())
+
+    _conversations(db_session, since, now, bucket, series)
+    _tickets(db_session, since, now, bucket)
+    total = DayStats(None)
+    for stats in series.values():
+        total.conversations += stats.conversations
+        total.handed_off += stats.handed_off
+        total.first_response_seconds += stats.first_response_seconds
+        total.resolution_seconds += stats.resolution_seconds
+        total.sla_breaches += stats.sla_breaches
+        total.csat_scores += stats.csat_scores
+    clusters = unanswered.cluster(unanswered.find_turns(db_session=db_session, since=since, now=now))
+    topics = top_topics(db_session=db_session, since=since, limit=top)
+    return Report(start, end, list(series.values()), total, topics, clusters[:top])
+
+
+def _conversations(db_session: Session, since: datetime, now: datetime, bucket, series: dict) -> None:
+    t = ConversationTurn
+    talked: dict[date, set] = {}
+    handed: dict[date, set] = {}
+    query = select(t.channel, t.user_id, t.intent, t.created_at).where(t.created_at >= since, t.created_at <= now)
+    for channel, user_id, intent, created_at in db_session.execute(query):
+        stats = bucket(created_at)
+        if stats is None:
+            continue
+        talked.setdefault(stats.day, set()).add((channel, user_id))
+        if intent in HANDED_INTENTS:
+            handed.setdefault(stats.day, set()).add((channel, user_id))
+    tickets = select(Ticket.channel, Ticket.user_id, Ticket.created_at).where(
+        Ticket.created_at >= since, Ticket.created_at <= now
+    )
+    for channel, user_id, created_at in db_session.execute(tickets):
+        stats = bucket(created_at)
+        if stats is not None:
+            handed.setdefault(stats.day, set()).add((channel, user_id))
+    for day, stats in series.items():
+        identities = talked.get(day, set())
+        stats.conversations = len(identities)
+        stats.handed_off = len(identities & handed.get(day, set()))
+
+
+def _tickets(db_session: Session, since: datetime, now: datetime, bucket) -> None:
+    def within(column):
+        return column.between(since, now)
+
+    query = select(Ticket).where(
+        within(Ticket.first_response_at)
+        | within(Ticket.resolved_at)
+        | within(Ticket.sla_first_response_breached_at)
+        | within(Ticket.sla_resolution_breached_at)
+        | within(Ticket.csat_at)
+    )
+    for ticket in db_session.scalars(query):
+        started = utc(ticket.sla_started_at or ticket.created_at)
+        stats = bucket(ticket.first_response_at) if _in(ticket.first_response_at, since, now) else None
+        if stats is not None:
+            stats.first_response_seconds.append((utc(ticket.first_response_at) - started).total_seconds())
+        stats = bucket(ticket.resolved_at) if _in(ticket.resolved_at, since, now) else None
+        if stats is not None:
+            stats.resolution_seconds.append((utc(ticket.resolved_at) - started).total_seconds())
+        for breached in (ticket.sla_first_response_breached_at, ticket.sla_resolution_breached_at):
+            stats = bucket(breached) if _in(breached, since, now) else None
+            if stats is not None:
+                stats.sla_breaches += 1
+        stats = bucket(ticket.csat_at) if _in(ticket.csat_at, since, now) else None
+        if stats is not None and ticket.csat_score is not None:
+            stats.csat_scores.append(ticket.csat_score)
+
+
+def _in(moment: datetime | None, since: datetime, now: datetime) -> bool:
+    return moment is not None and since <= utc(moment) <= now
+
+
+def top_topics(*, db_session: Session, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
+    """FAQ topics answered most often since a moment, with how many turns."""
+    t = ConversationTurn
+    count = func.count(t.id)
+    query = (
+        select(t.topic, count)
+        .where(t.created_at >= since, t.topic.is_not(None), t.intent.in_(ANSWERED_INTENTS))
+        .group_by(t.topic)
+        .order_by(count.desc(), t.topic)
+        .limit(limit)
+    )
+    return [(topic, n) for topic, n in db_session.execute(query)]
