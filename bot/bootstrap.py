@@ -44,6 +44,7 @@ def make_router(*, store: Store | None = None, record: bool = True) -> Router:
         max_chars=settings.max_message_chars,
         invoices=get_invoice_backend(),
         rate_limit=settings.inbound_messages_per_minute,
+        incident_topics=settings.incident_topics,
     )
 
 
@@ -76,12 +77,13 @@ def close_senders(senders: dict[str, Sender]) -> None:
 
 def make_workers(senders: dict[str, Sender]) -> list[BatchWorker]:
     """The background workers a process runs: outbox delivery (for the configured channels), invoice watches and
-    ticket housekeeping (SLA checks, auto-assignment, idle tickets)."""
+    ticket housekeeping (SLA checks, auto-assignment, idle tickets) and incident detection."""
     from bot.invoices.worker import WatchWorker
     from bot.outbox.worker import OutboxWorker
     from ticketing.flows import TicketingWorker
+    from ticketing.incidents import IncidentWorker
 
-    workers: list[BatchWorker] = [WatchWorker(get_invoice_backend()), TicketingWorker()]
+    workers: list[BatchWorker] = [WatchWorker(get_invoice_backend()), TicketingWorker(), IncidentWorker()]
     if senders:
         workers.insert(0, OutboxWorker(senders))
     return workers

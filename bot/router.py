@@ -2,7 +2,7 @@
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from knowledge.guides import Guide, get_guides
 from knowledge.live import LiveKnowledge
 from knowledge.text import clean, fold, units
 from ticketing import flows as ticket_flows
+from ticketing import incidents
 from ticketing import service as ticket_service
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Router:
         guides: Mapping[str, Guide] | None = None,
         invoices: InvoiceBackend | None = None,
         rate_limit: int = 0,
+        incident_topics: Collection[str] = (),
     ):
         self.store = store
         self.knowledge = knowledge
@@ -54,6 +56,7 @@ class Router:
         self.guides = get_guides() if guides is None else guides
         self.invoices = invoices
         self.rate_limit = rate_limit
+        self.incident_topics = frozenset(incident_topics)
         # Pasted on-screen messages the guides cover: they are questions, never an invoice lookup.
         self._error_messages = tuple({fold(e) for g in self.guides.values() for e in g.errors})
 
@@ -109,8 +112,14 @@ class Router:
         return Reply(text=outcome.reply or "", intent="human")
 
     def route(self, turn: Turn) -> Reply:
-        """Pick the handler for a turn; a guide that the reply leaves is paused and offered for resuming."""
-        return guide.offer_resume(turn, self.guides, self.decide(turn))
+        """Pick the handler for a turn; a guide that the reply leaves is paused and offered for resuming; an open
+        incident's notice leads the answers about its topic."""
+        reply = guide.offer_resume(turn, self.guides, self.decide(turn))
+        if reply.topic in self.incident_topics and reply.intent in ("answer", "guide"):
+            notice = incidents.notice_for(db_session=turn.db_session, topic=reply.topic)
+            if notice:
+                reply.text = f"{notice}\n\n{reply.text}"
+        return reply
 
     def decide(self, turn: Turn) -> Reply:
         """The reply to a turn: guide answers first, then choices, handoff, invoices, greetings, the FAQ matcher."""

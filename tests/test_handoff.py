@@ -126,3 +126,21 @@ def test_triage_never_opens_tickets(router):
     assert row["action"] == "handoff"
     with session_scope() as db_session:
         assert list(db_session.scalars(select(Ticket))) == []
+
+
+def test_an_incident_notice_leads_answers_on_its_topic_while_open(router):
+    from ticketing import incidents
+
+    for n in range(5):
+        say(router, "开票提示服务器繁忙，请稍后再试", user=f"hit-{n}")
+    with session_scope() as db_session:
+        opened = incidents.detect(db_session=db_session)
+        assert [i.topic for i in opened] == ["busy_server"]
+        incidents.publish_notice(db_session=db_session, incident_id=opened[0].id, text="已知晓，正在处理，请稍候。")
+        incident_id = opened[0].id
+    noticed = say(router, "开票一直提示服务器繁忙", user="later")
+    assert noticed.text.startswith("已知晓，正在处理")
+    assert not say(router, "发票怎么作废", user="later2").text.startswith("已知晓"), "other topics are untouched"
+    with session_scope() as db_session:
+        incidents.close(db_session=db_session, incident_id=incident_id)
+    assert not say(router, "开票一直提示服务器繁忙", user="after").text.startswith("已知晓")
