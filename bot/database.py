@@ -63,6 +63,9 @@ def session_scope() -> Iterator[Session]:
     try:
         yield db_session
         if db_session.get_bind().dialect.name == "sqlite":
+            # Flush outside the lock: a flush may wait for another connection's write lock, and that connection
+            # may be about to take this lock to commit (holding the lock while waiting would deadlock both).
+            db_session.flush()
             with _sqlite_commit_lock:
                 db_session.commit()
         else:

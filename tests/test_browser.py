@@ -66,8 +66,10 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path) -> Iterator:
+    """A headless chromium for this module only: Playwright's sync API keeps an event loop running while it is
+    open, which would break later tests that call asyncio.run()."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=chromium_path, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
