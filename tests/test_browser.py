@@ -171,3 +171,34 @@ def test_agent_logs_in_takes_a_ticket_and_the_merchant_receives_the_reply(served
         expect(page.locator(".msg-agent .delivery")).to_have_text("已送达")
     finally:
         context.close()
+
+
+@SQLITE_ONLY
+def test_admin_edits_an_faq_answer_and_the_bot_answers_with_it(served, browser):
+    import httpx
+
+    from knowledge import service as knowledge_service
+
+    with session_scope() as db_session:
+        staff.create(db_session=db_session, username="admin", password=PASSWORD, role="admin")
+        question = knowledge_service.get(db_session=db_session, faq_id="deduct_deadline").question
+    before = httpx.post(f"{served}/api/chat", json={"user_id": "m-faq", "text": question}, timeout=10).json()
+    assert before["topic"] == "deduct_deadline"
+    marker = "（已按2026年最新口径更新）"
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(f"{served}/console/admin/faq/deduct_deadline")
+        page.get_by_label("用户名").fill("admin")
+        page.get_by_label("密码").fill(PASSWORD)
+        page.get_by_role("button", name="登录").click()
+        expect(page).to_have_url(f"{served}/console/admin/faq/deduct_deadline")
+        answer = page.locator("textarea[name=answer]")
+        answer.fill(answer.input_value() + marker)
+        page.get_by_role("button", name="保存").click()
+        expect(page.get_by_role("status")).to_be_visible()
+    finally:
+        context.close()
+    after = httpx.post(f"{served}/api/chat", json={"user_id": "m-faq-2", "text": question}, timeout=10).json()
+    assert after["topic"] == "deduct_deadline" and marker in after["text"]
