@@ -74,6 +74,21 @@ ACTION_LABELS = {
     "staff_offline": "下线",
     "staff_login": "登录控制台",
     "staff_logout": "退出登录",
+    "faq_created": "新建 FAQ",
+    "faq_updated": "修改 FAQ",
+    "faq_enabled": "启用 FAQ",
+    "faq_disabled": "停用 FAQ",
+    "faq_deleted": "删除 FAQ",
+    "faq_rollback": "回滚 FAQ 版本",
+    "faq_imported": "导入 FAQ",
+    "faq_category_renamed": "重命名 FAQ 分类",
+    "unanswered_alternate": "未解决问题加入相似问法",
+    "unanswered_dismissed": "忽略未解决问题",
+    "incident_opened": "发现事件",
+    "incident_notice": "发布事件公告",
+    "incident_pushed": "推送事件公告",
+    "incident_closed": "关闭事件",
+    "incident_linked": "关联工单到事件",
 }
 
 

@@ -16,7 +16,7 @@ from bot.invoices import service as invoice_service
 from bot.invoices.explain import LABELS as INVOICE_LABELS
 from bot.merchants import service as merchant_service
 from knowledge.models import FaqEntry
-from ticketing import assignment, queue, replies, service
+from ticketing import assignment, incidents, queue, replies, service
 from ticketing import staff as staff_service
 from ticketing.console import sessions
 from ticketing.console.auth import require_agent
@@ -151,6 +151,7 @@ def queue_page(request: Request, user: Agent, db_session: DbSession) -> Response
         "categories": list(db_session.scalars(select(Ticket.category).distinct().order_by(Ticket.category))),
         "channels": list(db_session.scalars(select(Ticket.channel).distinct().order_by(Ticket.channel))),
         "orders": queue.ORDERS,
+        "open_incidents": incidents.open_incidents(db_session=db_session),
     }
     return render(request, "queue.html", context)
 
