@@ -19,6 +19,7 @@ from bot.channels.telegram import views as telegram_views
 from bot.channels.wechat import views as wechat_views
 from bot.config import get_settings
 from bot.invoices import views as invoice_views
+from bot.limits import BodyLimitMiddleware
 from bot.merchants import views as merchant_views
 from knowledge import views as knowledge_views
 from knowledge.console import views as knowledge_console_views
@@ -83,6 +84,7 @@ def create_app() -> FastAPI:
     """Build the app with every domain's routes."""
     app = FastAPI(title="merchant-assist", version="0.1.0", lifespan=lifespan)
     app.middleware("http")(request_id_middleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_request_bytes)
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(RedisError, store_unavailable)
     app.include_router(bot_views.router)

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     matcher_embeddings: bool = True
     knowledge_refresh_seconds: float = 1.0
     max_message_chars: int = 2000
+    max_request_bytes: int = 4 * 1024 * 1024  # any request body; /wechat and /telegram have lower caps of their own
     inbound_messages_per_minute: int = 30  # per chat identity; more get a polite pause (0 turns it off)
     log_level: str = "INFO"
     log_format: str = "json"  # "json" lines (with request ids) or "text"

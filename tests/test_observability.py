@@ -10,6 +10,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bot.app import create_app
 from bot.logs import REQUEST_ID, ScrubFilter, scrub
 
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
 
 @pytest.fixture
 def client(app_env):
@@ -128,3 +130,16 @@ def test_tokens_are_masked(secret):
 def test_scrub_filter_keeps_records_with_bad_format_strings():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "broken %s %s", ("only one",), None)
     assert ScrubFilter().filter(record) and "broken" in record.msg
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/invoices", "/api/admin/faq/import"])
+def test_oversized_bodies_are_refused_before_they_are_read(client, path):
+    declared = client.post(path, content=b"x" * 10, headers={"Content-Length": str(50 * 1024 * 1024)} | ADMIN)
+    assert declared.status_code == 413
+
+    def chunks():
+        for _ in range(5):
+            yield b"{" * (1024 * 1024)
+
+    streamed = client.post(path, content=chunks(), headers=ADMIN)
+    assert streamed.status_code == 413

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 from sqlalchemy.orm import Session
 
 from bot.clock import utc
@@ -14,6 +14,8 @@ from bot.merchants.schemas import BindingCodeOut, BindingOut, MerchantIn, Mercha
 
 router = APIRouter(prefix="/api/admin/merchants", tags=["admin"], dependencies=[Depends(require_admin)])
 DbSession = Annotated[Session, Depends(get_db)]
+# Ids are 32-bit (INTEGER on PostgreSQL); a larger one in the URL is a 422, not an overflow inside the driver.
+MerchantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _out(db_session: Session, merchant: Merchant) -> MerchantOut:
@@ -53,13 +55,13 @@ def list_merchants(db_session: DbSession) -> list[MerchantOut]:
 
 
 @router.get("/{merchant_id}", response_model=MerchantOut)
-def get_merchant(merchant_id: int, db_session: DbSession) -> MerchantOut:
+def get_merchant(merchant_id: MerchantId, db_session: DbSession) -> MerchantOut:
     """One merchant."""
     return _out(db_session, _get_or_404(db_session, merchant_id))
 
 
 @router.post("/{merchant_id}/binding-codes", response_model=BindingCodeOut, status_code=status.HTTP_201_CREATED)
-def issue_binding_code(merchant_id: int, db_session: DbSession) -> BindingCodeOut:
+def issue_binding_code(merchant_id: MerchantId, db_session: DbSession) -> BindingCodeOut:
     """A new single-use binding code for the merchant (valid for BINDING_CODE_TTL_SECONDS)."""
     _get_or_404(db_session, merchant_id)
     code, row = service.issue_code(
@@ -69,7 +71,7 @@ def issue_binding_code(merchant_id: int, db_session: DbSession) -> BindingCodeOu
 
 
 @router.delete("/{merchant_id}/bindings/{channel}/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_binding(merchant_id: int, channel: str, user_id: str, db_session: DbSession) -> None:
+def remove_binding(merchant_id: MerchantId, channel: str, user_id: str, db_session: DbSession) -> None:
     """Unbind a chat identity from the merchant."""
     binding = service.get_binding(db_session=db_session, channel=channel, user_id=user_id)
     if binding is None or binding.merchant_id != merchant_id:

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request, status
+from fastapi import APIRouter, Form, Path, Request, status
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -21,6 +21,8 @@ from ticketing.console.errors import not_found
 from ticketing.models import StaffUser
 
 router = APIRouter()
+# Ids in URLs: a value beyond the id column is a 422, not an overflow inside the SQLite driver (a 500).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 FAQ_PATH = f"{BASE}/faq"
 LIST_SEPARATORS = re.compile(r"[\n\r]+")
 KEYWORD_SEPARATORS = re.compile(r"[\n\r,，、;；]+")
@@ -345,7 +347,7 @@ def history(request: Request, faq_id: str, user: Admin, db_session: DbSession) -
 
 
 @router.get("/faq/{faq_id}/versions/{number}", response_class=Response)
-def version_page(request: Request, faq_id: str, number: int, user: Admin, db_session: DbSession) -> Response:
+def version_page(request: Request, faq_id: str, number: RowId, user: Admin, db_session: DbSession) -> Response:
     """One version's content and its diff against another version (`against`, default the one before) and
     against the current entry."""
     row = versions.get_version(db_session=db_session, faq_id=faq_id, version=number)
@@ -376,7 +378,7 @@ def version_page(request: Request, faq_id: str, number: int, user: Admin, db_ses
 
 
 @router.post("/faq/{faq_id}/versions/{number}/rollback", response_class=Response)
-def rollback(request: Request, faq_id: str, number: int, user: Admin, db_session: DbSession) -> Response:
+def rollback(request: Request, faq_id: str, number: RowId, user: Admin, db_session: DbSession) -> Response:
     """Restore a version's content as a new version."""
     entry = service.get(db_session=db_session, faq_id=faq_id)
     before = versions.snapshot(entry) if entry is not None else None

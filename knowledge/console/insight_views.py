@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 
 from bot.config import get_settings
@@ -14,6 +14,8 @@ from ticketing.console.errors import not_found
 from ticketing.incident_models import STATUS_LABELS
 
 router = APIRouter()
+# Ids in URLs: a value beyond the id column is a 422, not an overflow inside the SQLite driver (a 500).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 INCIDENTS_PATH = f"{BASE}/incidents"
 GOOD, BAD, INFO, WARN = "#15803d", "#b91c1c", "#1d4ed8", "#b45309"
 
@@ -105,7 +107,7 @@ def detect_now(request: Request, user: Admin, db_session: DbSession) -> Response
 
 
 @router.get("/incidents/{incident_id}", response_class=Response)
-def incident_page(request: Request, incident_id: int, user: Admin, db_session: DbSession) -> Response:
+def incident_page(request: Request, incident_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """One incident: affected merchants, linked tickets, the notice and the actions."""
     incident = incidents.get(db_session=db_session, incident_id=incident_id)
     if incident is None:
@@ -126,7 +128,7 @@ def incident_page(request: Request, incident_id: int, user: Admin, db_session: D
 @router.post("/incidents/{incident_id}/notice", response_class=Response)
 def publish_notice(
     request: Request,
-    incident_id: int,
+    incident_id: RowId,
     user: Admin,
     db_session: DbSession,
     notice: Annotated[str, Form()] = "",
@@ -147,7 +149,7 @@ def publish_notice(
 
 
 @router.post("/incidents/{incident_id}/push", response_class=Response)
-def push_notice(request: Request, incident_id: int, user: Admin, db_session: DbSession) -> Response:
+def push_notice(request: Request, incident_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """Send the published notice to merchants who hit the topic before it was published (once each)."""
     pushed = incidents.push_notice(db_session=db_session, incident_id=incident_id)
     audit(db_session, user, "incident_pushed", after={"incident_id": incident_id, "merchants": pushed})
@@ -155,7 +157,7 @@ def push_notice(request: Request, incident_id: int, user: Admin, db_session: DbS
 
 
 @router.post("/incidents/{incident_id}/close", response_class=Response)
-def close_incident(request: Request, incident_id: int, user: Admin, db_session: DbSession) -> Response:
+def close_incident(request: Request, incident_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """Close the incident: the notice stops at once."""
     try:
         incidents.close(db_session=db_session, incident_id=incident_id, actor_id=user.id)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi import APIRouter, Depends, Form, Path, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +27,8 @@ from ticketing.staff import StaffError
 router = APIRouter(
     prefix="/console/admin", tags=["console-admin"], dependencies=[Depends(require_admin), Depends(csrf_protect)]
 )
+# Ids in URLs: a value beyond the id column is a 422, not an overflow inside the SQLite driver (a 500).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Admin = Annotated[StaffUser, Depends(require_admin)]
 DbSession = Annotated[Session, Depends(get_db)]
 USERS_PATH = "/console/admin/users"
@@ -114,7 +116,7 @@ def _target(db_session: Session, staff_id: int) -> StaffUser:
 @router.post("/users/{staff_id}", response_class=Response)
 def update_user(
     request: Request,
-    staff_id: int,
+    staff_id: RowId,
     user: Admin,
     db_session: DbSession,
     display_name: Annotated[str, Form()] = "",
@@ -144,7 +146,7 @@ def update_user(
 
 @router.post("/users/{staff_id}/password", response_class=Response)
 def reset_password(
-    request: Request, staff_id: int, user: Admin, db_session: DbSession, password: Annotated[str, Form()] = ""
+    request: Request, staff_id: RowId, user: Admin, db_session: DbSession, password: Annotated[str, Form()] = ""
 ) -> Response:
     """Set a new password; the account's existing sessions end."""
     target = _target(db_session, staff_id)
@@ -156,7 +158,7 @@ def reset_password(
 
 
 @router.post("/users/{staff_id}/disable", response_class=Response)
-def disable_user(request: Request, staff_id: int, user: Admin, db_session: DbSession) -> Response:
+def disable_user(request: Request, staff_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """Disable an account: its sessions end and the tickets it held go back to the queue."""
     target = _target(db_session, staff_id)
     if target.id == user.id:
@@ -169,7 +171,7 @@ def disable_user(request: Request, staff_id: int, user: Admin, db_session: DbSes
 
 
 @router.post("/users/{staff_id}/enable", response_class=Response)
-def enable_user(request: Request, staff_id: int, user: Admin, db_session: DbSession) -> Response:
+def enable_user(request: Request, staff_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """Let a disabled account log in again."""
     target = _target(db_session, staff_id)
     try:
@@ -329,7 +331,7 @@ def create_canned(
 
 
 @router.get("/canned/{canned_id}", response_class=Response)
-def edit_canned_page(request: Request, canned_id: int, user: Admin, db_session: DbSession) -> Response:
+def edit_canned_page(request: Request, canned_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """The form to change one canned reply."""
     canned = replies.get_canned(db_session=db_session, canned_id=canned_id)
     if canned is None:
@@ -341,7 +343,7 @@ def edit_canned_page(request: Request, canned_id: int, user: Admin, db_session: 
 @router.post("/canned/{canned_id}", response_class=Response)
 def update_canned(
     request: Request,
-    canned_id: int,
+    canned_id: RowId,
     user: Admin,
     db_session: DbSession,
     title: Annotated[str, Form()] = "",
@@ -360,7 +362,7 @@ def update_canned(
 
 
 @router.post("/canned/{canned_id}/delete", response_class=Response)
-def delete_canned(request: Request, canned_id: int, user: Admin, db_session: DbSession) -> Response:
+def delete_canned(request: Request, canned_id: RowId, user: Admin, db_session: DbSession) -> Response:
     """Remove a canned reply."""
     if not replies.delete_canned(db_session=db_session, canned_id=canned_id, actor_id=user.id):
         raise not_found("快捷回复不存在")

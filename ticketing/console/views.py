@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi import APIRouter, Depends, Form, Path, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +28,8 @@ from ticketing.service import TicketError, TicketNotFound
 from ticketing.staff import StaffError
 
 router = APIRouter(prefix="/console", tags=["console"], dependencies=[Depends(require_agent), Depends(csrf_protect)])
+# Ids in URLs: a value beyond the id column is a 422, not an overflow inside the SQLite driver (a 500).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Agent = Annotated[StaffUser, Depends(require_agent)]
 DbSession = Annotated[Session, Depends(get_db)]
 PAGE_SIZE = 50
@@ -258,7 +260,7 @@ def _ticket_page(
 
 
 @router.get("/tickets/{ticket_id}", response_class=Response)
-def ticket_page(request: Request, ticket_id: int, user: Agent, db_session: DbSession) -> Response:
+def ticket_page(request: Request, ticket_id: RowId, user: Agent, db_session: DbSession) -> Response:
     """One ticket: transcript with delivery states, reply box (filled from a canned reply with ?canned=ID), notes,
     tags, SLA, context, actions and the events timeline."""
     draft = ""
@@ -278,7 +280,7 @@ def ticket_page(request: Request, ticket_id: int, user: Agent, db_session: DbSes
 @router.post("/tickets/{ticket_id}/reply", response_class=Response)
 def reply(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     user: Agent,
     db_session: DbSession,
     text: Annotated[str, Form()] = "",
@@ -303,7 +305,7 @@ def reply(
 
 @router.post("/tickets/{ticket_id}/note", response_class=Response)
 def note(
-    request: Request, ticket_id: int, user: Agent, db_session: DbSession, text: Annotated[str, Form()] = ""
+    request: Request, ticket_id: RowId, user: Agent, db_session: DbSession, text: Annotated[str, Form()] = ""
 ) -> Response:
     """Add an internal note."""
     _require_ticket(db_session, ticket_id)
@@ -318,7 +320,7 @@ def note(
 
 @router.post("/tickets/{ticket_id}/tags", response_class=Response)
 def tags(
-    request: Request, ticket_id: int, user: Agent, db_session: DbSession, tags: Annotated[str, Form()] = ""
+    request: Request, ticket_id: RowId, user: Agent, db_session: DbSession, tags: Annotated[str, Form()] = ""
 ) -> Response:
     """Replace the ticket's tags (separated by commas, 、 or new lines)."""
     _require_ticket(db_session, ticket_id)
@@ -334,7 +336,7 @@ def tags(
 
 @router.post("/tickets/{ticket_id}/take", response_class=Response)
 def take(
-    request: Request, ticket_id: int, user: Agent, db_session: DbSession, force: Annotated[str, Form()] = ""
+    request: Request, ticket_id: RowId, user: Agent, db_session: DbSession, force: Annotated[str, Form()] = ""
 ) -> Response:
     """Take the ticket (admins may take it from another agent with `force`)."""
     _require_ticket(db_session, ticket_id)
@@ -351,7 +353,7 @@ def take(
 @router.post("/tickets/{ticket_id}/transfer", response_class=Response)
 def transfer(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     user: Agent,
     db_session: DbSession,
     to_agent_id: Annotated[str, Form()] = "",
@@ -390,7 +392,7 @@ HOLDER_ACTIONS: dict[str, tuple[Callable[..., Any], str]] = {
 def _holder_action(name: str) -> Callable[..., Response]:
     call, done = HOLDER_ACTIONS[name]
 
-    def action(request: Request, ticket_id: int, user: Agent, db_session: DbSession) -> Response:
+    def action(request: Request, ticket_id: RowId, user: Agent, db_session: DbSession) -> Response:
         _require_handler(db_session, ticket_id, user)
         return _act(
             request,
@@ -413,7 +415,7 @@ for _name in HOLDER_ACTIONS:
 
 @router.post("/tickets/{ticket_id}/priority", response_class=Response)
 def priority(
-    request: Request, ticket_id: int, user: Agent, db_session: DbSession, priority: Annotated[str, Form()] = ""
+    request: Request, ticket_id: RowId, user: Agent, db_session: DbSession, priority: Annotated[str, Form()] = ""
 ) -> Response:
     """Change the priority (the SLA targets follow)."""
     _require_handler(db_session, ticket_id, user)
@@ -428,7 +430,7 @@ def priority(
 
 @router.post("/tickets/{ticket_id}/category", response_class=Response)
 def category(
-    request: Request, ticket_id: int, user: Agent, db_session: DbSession, category: Annotated[str, Form()] = ""
+    request: Request, ticket_id: RowId, user: Agent, db_session: DbSession, category: Annotated[str, Form()] = ""
 ) -> Response:
     """Change the category."""
     _require_handler(db_session, ticket_id, user)

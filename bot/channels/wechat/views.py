@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.messages import BaseMessage
 
 from bot.channels.wechat import inbound
 from bot.config import Settings, get_settings
@@ -51,7 +52,7 @@ def _check_signature(token: str, signature: str, timestamp: str, nonce: str) -> 
 def _check_fresh(timestamp: str, window: int) -> None:
     try:
         skew = abs(time.time() - int(timestamp))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: more digits than a float holds
         raise HTTPException(status.HTTP_403_FORBIDDEN, "stale: timestamp is not a number") from None
     if skew > window:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "stale timestamp")
@@ -72,6 +73,16 @@ def _decrypt(settings: Settings, body: bytes, msg_signature: str, timestamp: str
     if not signature_ok(expected, msg_signature):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "bad msg_signature")
     return _crypto(settings).decrypt_message({"Encrypt": encrypted}, expected, timestamp, nonce)
+
+
+def _check_fields(message: BaseMessage) -> None:
+    """Raise for a push whose fields we use are missing or malformed (wechatpy converts them only when read)."""
+    if not (isinstance(message.source, str) and isinstance(message.target, str)):
+        raise ValueError("FromUserName and ToUserName must be text")
+    if any(not isinstance(getattr(message, name, None) or "", str) for name in ("content", "recognition", "key")):
+        raise ValueError("a text field holds markup")
+    if not isinstance(message.id, int) or not isinstance(message.time, int):  # int() raises on "abc" or "1.5"
+        raise ValueError("MsgId and CreateTime must be integers")
 
 
 @router.get("", response_class=PlainTextResponse)
@@ -104,6 +115,7 @@ async def receive(
         message = parse_message(xml)
         if message is None:
             raise ValueError("empty body")
+        _check_fields(message)
     except HTTPException:
         raise
     except Exception as exc:  # undecryptable, malformed, entity-laden: ack so WeChat stops retrying
