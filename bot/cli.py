@@ -44,6 +44,7 @@ def serve(
     """Run the HTTP server (JSON chat API, admin API, OpenAPI docs at /docs)."""
     import uvicorn
 
+    from bot import logs
     from bot.bootstrap import prepare_database
     from bot.config import get_settings
 
@@ -67,7 +68,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
+        log_config=logs.dict_config(level=logging.getLogger().level, fmt=settings.log_format),  # for each worker
         access_log=False,
         proxy_headers=True,
     )

@@ -27,7 +27,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    # A database that does not answer fails the request within seconds instead of hanging past WeChat's budget.
+    return create_engine(
+        url, pool_pre_ping=True, pool_timeout=10, hide_parameters=True, connect_args={"connect_timeout": 5}
+    )
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -33,8 +33,11 @@ class ScrubFilter(logging.Filter):
         return True
 
 
-def configure(*, level: int, fmt: str = "json") -> None:
-    """Send logs to stderr as JSON lines (fmt "json") or plain text ("text"), scrubbed either way."""
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def make_handler(fmt: str = "json") -> logging.Handler:
+    """A stderr handler writing JSON lines (fmt "json") or plain text ("text"), scrubbed either way."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
@@ -46,11 +49,32 @@ def configure(*, level: int, fmt: str = "json") -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     handler.addFilter(ScrubFilter())
+    return handler
+
+
+def configure(*, level: int, fmt: str = "json") -> None:
+    """Send logs to stderr as JSON lines (fmt "json") or plain text ("text"), scrubbed either way."""
+    handler = make_handler(fmt)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in UVICORN_LOGGERS:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+
+
+def dict_config(*, level: int, fmt: str = "json") -> dict:
+    """What `configure` does, as a logging.config.dictConfig dict: uvicorn applies it in every worker process it
+    spawns (`serve --workers N`), which never run the command line's own set-up."""
+    loggers: dict[str, dict] = {name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS}
+    if level > logging.DEBUG:
+        loggers["alembic"] = {"level": logging.WARNING}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"default": {"()": "bot.logs.make_handler", "fmt": fmt}},
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": loggers,
+    }

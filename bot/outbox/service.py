@@ -95,6 +95,35 @@ def _insert_unless_duplicate(db_session: Session, values: dict[str, Any]) -> int
     return db_session.execute(statement).scalar()
 
 
+def replace_unsent(
+    *,
+    db_session: Session,
+    dedupe_key: str,
+    text: str,
+    options: Sequence[Option | Mapping[str, str]] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Put new text in the message queued under `dedupe_key` and make it due now, provided it was never attempted (a
+    stand-in queued ahead of the real text); False when there is none or it was attempted (it goes out as it is)."""
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.dedupe_key == dedupe_key, OutboxMessage.status == PENDING, OutboxMessage.attempts == 0)
+        .values(payload=make_payload(text, options), next_attempt_at=utc(now))
+    )
+    return _changed(db_session, statement)
+
+
+def cancel_unsent(*, db_session: Session, dedupe_key: str, reason: str) -> bool:
+    """Mark the message queued under `dedupe_key` failed, provided it was never attempted; False when there is none
+    or it was attempted."""
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.dedupe_key == dedupe_key, OutboxMessage.status == PENDING, OutboxMessage.attempts == 0)
+        .values(status=FAILED, last_error=_error_text(reason))
+    )
+    return _changed(db_session, statement)
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now),

@@ -4,6 +4,8 @@ WeChat waits 5 s for a passive reply and then re-delivers the same push (up to t
 claimed once in the store (`wx:msg:{MsgId}` or `wx:evt:{openid}:{CreateTime}:{Event}`); the claiming delivery runs
 the router in a worker thread. A reply ready within the budget is answered passively and kept under
 `wx:reply:{key}` for retries; a later reply is acknowledged with "success" and sent through the outbox (客服 API).
+Before that "success" goes out, a stand-in apology is queued in the outbox (due only after STAND_IN_SECONDS) and the
+late reply takes its place: if the process dies in between, the merchant is asked to resend instead of hearing nothing.
 """
 
 import asyncio
@@ -24,7 +26,7 @@ from bot.channels.wechat.render import PASSIVE_LIMIT_BYTES, reply_text, split_pa
 from bot.config import get_settings
 from bot.database import session_scope
 from bot.messages import IncomingMessage, Reply
-from bot.outbox.service import enqueue
+from bot.outbox.service import cancel_unsent, enqueue, make_payload, replace_unsent
 from bot.store import Store, best_effort, get_store
 
 log = logging.getLogger(__name__)
@@ -48,14 +50,17 @@ MEDIA_REPLY = (
 VOICE_REPLY = (
     "抱歉，这条语音没能转成文字。请直接打字描述您的问题；如需使用语音，请公众号管理员在后台开启“接收语音识别结果”。"
 )
-ERROR_REPLY = "抱歉，系统暂时出了点问题，请稍后再试，或回复“转人工”联系人工客服。"
+ERROR_REPLY = "抱歉，系统繁忙，暂时无法处理您的消息，请稍后再试，或回复“转人工”联系人工客服。"
 SLOW_REPLY = "抱歉，这个问题处理得有点久，请稍后再发送一次您的问题。"
+LOST_REPLY = "抱歉，系统繁忙，您刚才的消息没能处理完成，请重新发送一次。"  # the stand-in of a late reply
 TRUNCATED_NOTE = "（内容较长，已省略后半部分，可回复“转人工”获取完整说明）"
 
 CLAIM_SECONDS = 300
 REPLY_SECONDS = 300
 ACK = "success"  # the stored marker meaning "answer retries with success"
 POLL_SECONDS = 0.05
+STAND_IN_SECONDS = 60.0  # a late reply replaces its stand-in long before; only a crash lets the stand-in go out
+STAND_IN_WAIT_SECONDS = 0.5  # at most this long past the budget to queue the stand-in before acknowledging
 
 _background: set[asyncio.Future] = set()
 # Routing is CPU work under the GIL: two threads keep the event loop responsive without threads fighting for it.
@@ -178,9 +183,26 @@ class _Job:
             self.late = True
             if self.passive_only:
                 self.xml = passive_xml(self.message, SLOW_REPLY)
+        if self.xml is None:
+            await self._queue_stand_in()
         self._remember(self.xml or ACK)
         log.info("wechat reply for %s not ready in time; acknowledged", self.key)
         return self.xml
+
+    async def _queue_stand_in(self) -> None:
+        """Queue the stand-in apology before "success" tells WeChat the push is handled (and stops its retries)."""
+        queue = asyncio.to_thread(
+            _enqueue,
+            self.incoming.user_id,
+            LOST_REPLY,
+            None,
+            dedupe_key=f"wechat:{self.key}",
+            delay_seconds=STAND_IN_SECONDS,
+        )
+        try:
+            await asyncio.wait_for(queue, timeout=STAND_IN_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("wechat push %s: no stand-in reply queued in time; acknowledged anyway", self.key)
 
     def _work(self) -> None:
         """Worker thread: route and deliver; nothing escapes into the never-awaited task."""
@@ -195,7 +217,10 @@ class _Job:
         if reply.silent:  # a person is handling the conversation: acknowledge, send nothing
             with self.lock:
                 self.silent = not self.late
+                late = self.late
                 self._remember(ACK)
+            if late and not self.passive_only:
+                _cancel_stand_in(self.incoming.user_id, dedupe_key=f"wechat:{self.key}")
             self._notify()
             return
         text = reply_text(reply)
@@ -211,7 +236,7 @@ class _Job:
             if self.passive_only:
                 log.warning("wechat reply for %s dropped: too late and 客服 API unavailable", self.key)
                 return
-            _enqueue(self.incoming.user_id, reply.text, _options(reply), dedupe_key=f"wechat:{self.key}")
+            _queue_late(self.incoming.user_id, reply.text, _options(reply), dedupe_key=f"wechat:{self.key}")
             return
         self._notify()
         if rest:
@@ -244,7 +269,9 @@ def _options(reply: Reply) -> list[dict[str, Any]]:
     return [{"label": option.label, "payload": option.payload} for option in reply.options]
 
 
-def _enqueue(openid: str, text: str, options: list[dict[str, Any]] | None, *, dedupe_key: str) -> None:
+def _enqueue(
+    openid: str, text: str, options: list[dict[str, Any]] | None, *, dedupe_key: str, delay_seconds: float = 0.0
+) -> None:
     """Queue text for the 客服 API; failures are logged, never raised into the worker thread."""
     try:
         with session_scope() as db_session:
@@ -255,6 +282,39 @@ def _enqueue(openid: str, text: str, options: list[dict[str, Any]] | None, *, de
                 text=text,
                 options=options,
                 dedupe_key=dedupe_key,
+                delay_seconds=delay_seconds,
             )
     except Exception:
         log.exception("could not queue the wechat reply %s", dedupe_key)
+
+
+def _queue_late(openid: str, text: str, options: list[dict[str, Any]], *, dedupe_key: str) -> None:
+    """Queue a late reply in place of its stand-in (whichever was queued first); if the stand-in already went out (the
+    reply took longer than STAND_IN_SECONDS), the reply follows it as a message of its own."""
+    try:
+        with session_scope() as db_session:
+            kwargs = {"db_session": db_session, "channel": CHANNEL, "recipient": openid, "text": text}
+            queued = enqueue(**kwargs, options=options, dedupe_key=dedupe_key)
+            if queued.payload == make_payload(text, options):
+                return
+            if not replace_unsent(db_session=db_session, dedupe_key=dedupe_key, text=text, options=options):
+                enqueue(**kwargs, options=options, dedupe_key=f"{dedupe_key}:late")
+    except Exception:
+        log.exception("could not queue the wechat reply %s", dedupe_key)
+
+
+def _cancel_stand_in(openid: str, *, dedupe_key: str) -> None:
+    """No reply after all (a person has the conversation): the stand-in, queued before or after this, is not sent."""
+    try:
+        with session_scope() as db_session:
+            enqueue(  # a place-holder when the stand-in is not queued yet, so that it finds the key taken
+                db_session=db_session,
+                channel=CHANNEL,
+                recipient=openid,
+                text=LOST_REPLY,
+                dedupe_key=dedupe_key,
+                delay_seconds=STAND_IN_SECONDS,
+            )
+            cancel_unsent(db_session=db_session, dedupe_key=dedupe_key, reason="no reply: a person has it")
+    except Exception:
+        log.exception("could not cancel the wechat stand-in reply %s", dedupe_key)
