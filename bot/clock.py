@@ -1,6 +1,9 @@
 """Time helpers shared by every domain: aware UTC moments, whatever the database returned."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+
+# China Standard Time (no daylight saving): how invoice platforms and merchants read a time without a zone.
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 def utc(moment: datetime | None = None) -> datetime:

@@ -7,6 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from bot.config import get_settings
@@ -40,6 +42,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+_INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
+
+
+def dialect_insert(db_session: Session):
+    """The INSERT construct of the session's database, with ON CONFLICT support (PostgreSQL or SQLite)."""
+    return _INSERTS[db_session.get_bind().dialect.name]
 
 
 @lru_cache

@@ -4,11 +4,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.clock import utc
+from bot.database import dialect_insert
 from ticketing import service
 from ticketing.models import (
     ACTIVE,
@@ -24,7 +23,6 @@ from ticketing.models import (
 )
 from ticketing.service import TicketError
 
-INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 PRIORITY_RANK = case({p: i for i, p in enumerate(PRIORITIES)}, value=Ticket.priority, else_=len(PRIORITIES))
 HOLDING = (ASSIGNED, WAITING)  # the states that count towards an agent's capacity
 
@@ -149,7 +147,7 @@ def claim_next(*, db_session: Session, agent_id: int, now: datetime | None = Non
 
 def _lock_cursor(db_session: Session) -> AssignmentCursor:
     """The round-robin cursor row, created when missing and locked until commit (serialises auto-assignment)."""
-    insert = INSERTS[db_session.get_bind().dialect.name]
+    insert = dialect_insert(db_session)
     db_session.execute(insert(AssignmentCursor).values(name=ROUND_ROBIN, last_staff_id=None).on_conflict_do_nothing())
     query = select(AssignmentCursor).where(AssignmentCursor.name == ROUND_ROBIN)
     if db_session.get_bind().dialect.name == "postgresql":

@@ -1,12 +1,10 @@
 """What an invoice's status means to the merchant and what to do next, in Chinese, with the related FAQ topic."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-from bot.clock import utc
+from bot.clock import BEIJING, utc
 from bot.invoices.backend import InvoiceRecord, InvoiceStatus, Lookup
-
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 LABELS = {
     InvoiceStatus.ISSUING: "开具中",
@@ -23,12 +21,10 @@ LABELS = {
 
 NEXT_STEPS = {
     InvoiceStatus.ISSUING: (
-        "平台正在处理，通常几分钟内完成。请不要重复开具，"
-        "以免开出两张发票；我可以帮您盯着，状态一变就通知您。"
+        "平台正在处理，通常几分钟内完成。请不要重复开具，以免开出两张发票；我可以帮您盯着，状态一变就通知您。"
     ),
     InvoiceStatus.ISSUED: (
-        "发票已开具成功。数电票会自动交付到购买方的税务数字账户，"
-        "您也可以下载 PDF/OFD 或通过邮件发给对方。"
+        "发票已开具成功。数电票会自动交付到购买方的税务数字账户，您也可以下载 PDF/OFD 或通过邮件发给对方。"
     ),
     InvoiceStatus.FAILED: "这张发票没有开具成功，不会占用额度或号码。请按失败原因修改开票信息后重新开具。",
     InvoiceStatus.SIGNING: "发票已经开出，正在签章，稍后即可下载版式文件。请不要重新开票。",
@@ -38,8 +34,7 @@ NEXT_STEPS = {
     ),
     InvoiceStatus.VOIDED: "这张发票已作废，不能再使用；如需开票请重新开具一张。",
     InvoiceStatus.RED_PENDING: (
-        "红字发票信息确认单正在等待对方确认，72小时内未确认会自动作废，"
-        "请提醒对方及时在税务数字账户中确认。"
+        "红字发票信息确认单正在等待对方确认，72小时内未确认会自动作废，请提醒对方及时在税务数字账户中确认。"
     ),
     InvoiceStatus.RED_PARTIAL: "这张发票已部分红冲，剩余金额仍然有效；如需继续冲红，可对剩余金额再开红字发票。",
     InvoiceStatus.RED_FULL: "这张发票已全额红冲，不能再用于抵扣或报销；如需重新开票请开具新的蓝字发票。",

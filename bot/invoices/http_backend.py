@@ -40,13 +40,14 @@ Behaviour
 import dataclasses
 import logging
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from bot.clock import BEIJING
 from bot.config import Settings, get_settings
 from bot.invoices.backend import BackendUnavailable, InvoiceRecord, InvoiceStatus, Lookup, parse_status
 from bot.invoices.breaker import CircuitBreaker
@@ -54,12 +55,12 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-BEIJING = timezone(timedelta(hours=8), "UTC+8")
 NOT_FOUND_SECONDS = 15.0
 LAST_KNOWN_SECONDS = 24 * 3600.0
 BACKOFF_SECONDS = 0.1
 CACHE_VERSION = "v1"
 RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
 
 # Answers the shared table (bot.invoices.backend.STATUS_ALIASES) does not know yet; candidates to move there.
 def parse_record(data: Any, *, number: str) -> InvoiceRecord:

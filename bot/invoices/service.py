@@ -7,16 +7,14 @@ from typing import TextIO
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.clock import utc
+from bot.database import dialect_insert
 from bot.invoices.backend import InvoiceRecord, InvoiceStatus
 from bot.invoices.models import NO_CODE, Invoice
 from bot.invoices.schemas import FIELDS, InvoiceIn
 
-INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 UPSERT_CHUNK = 500
 
 
@@ -30,7 +28,7 @@ def _row_values(record: InvoiceRecord) -> dict:
 
 def upsert_many(*, db_session: Session, records: Iterable[InvoiceRecord]) -> int:
     """Insert new invoices and overwrite known ones (same code and number); return how many were written."""
-    insert = INSERTS[db_session.get_bind().dialect.name]
+    insert = dialect_insert(db_session)
     rows = {(r.code or NO_CODE, r.number): _row_values(r) for r in records}  # the last of duplicates wins
     batch = list(rows.values())
     for start in range(0, len(batch), UPSERT_CHUNK):

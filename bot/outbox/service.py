@@ -6,12 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.clock import utc
 from bot.config import get_settings
+from bot.database import dialect_insert
 from bot.messages import Option
 from bot.outbox.models import FAILED, PENDING, SENDING, SENT, STATUSES, OutboxMessage
 
@@ -19,7 +18,6 @@ BASE_BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 600.0
 MAX_ERROR_CHARS = 2000
 OPEN = (PENDING, SENDING)
-INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 def make_payload(text: str, options: Sequence[Option | Mapping[str, str]] | None = None) -> dict[str, Any]:
@@ -85,7 +83,7 @@ def _insert_unless_duplicate(db_session: Session, values: dict[str, Any]) -> int
     (pysqlite's SAVEPOINT, when it is the first statement of a transaction, commits on RELEASE — the enqueue
     would then survive a rollback of the caller's transaction.)
     """
-    insert = INSERTS[db_session.get_bind().dialect.name]
+    insert = dialect_insert(db_session)
     statement = (
         insert(OutboxMessage)
         .values(**values)
