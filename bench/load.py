@@ -54,11 +54,11 @@ def prepare(database_url: str, redis_url: str) -> None:
     """Migrate a fresh database, create one merchant with 50 bound WeChat identities and 200 invoices."""
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     from bot.bootstrap import prepare_database
-    from bot.database import session_scope
-    from bot.invoices import service as invoices
-    from bot.invoices.backend import InvoiceRecord, InvoiceStatus
-    from bot.merchants import service as merchants
-    from bot.store import RedisStore
+    from core.database import session_scope
+    from core.store import RedisStore
+    from invoices import service as invoices
+    from invoices.backend import InvoiceRecord, InvoiceStatus
+    from merchants import service as merchants
 
     RedisStore(redis_url)._redis.flushdb()
     prepare_database()
@@ -102,7 +102,7 @@ def rss_mb(pid: int) -> float:
 def count_tickets() -> int:
     from sqlalchemy import func, select
 
-    from bot.database import session_scope
+    from core.database import session_scope
     from ticketing.models import Ticket
 
     with session_scope() as db_session:
@@ -182,7 +182,7 @@ def main() -> None:
             if process is not None:
                 process.terminate()
                 process.wait(timeout=20)
-        from bot.database import get_engine
+        from core.database import get_engine
 
         get_engine.cache_clear()
         with admin.connect() as connection:

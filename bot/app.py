@@ -9,26 +9,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from bot import logs, metrics
 from bot import views as bot_views
-from bot.bootstrap import close_senders, get_router, make_senders, make_workers, prepare_database, warm_knowledge
+from bot.bootstrap import close_senders, make_router, make_senders, make_workers, prepare_database, warm_knowledge
+from bot.channels import api as api_channel
 from bot.channels.telegram import views as telegram_views
 from bot.channels.wechat import views as wechat_views
-from bot.config import get_settings
-from bot.invoices import views as invoice_views
-from bot.limits import BodyLimitMiddleware
-from bot.merchants import views as merchant_views
+from console import routes as console_routes
+from core import logs, metrics
+from core.limits import BodyLimitMiddleware
+from core.settings import get_settings
+from handlers.router import Router
+from invoices import views as invoice_views
 from knowledge import views as knowledge_views
-from knowledge.console import views as knowledge_console_views
-from ticketing.console import admin_views as console_admin_views
-from ticketing.console import auth as console_auth
-from ticketing.console import views as console_views
-from ticketing.console.errors import ConsoleError, console_error_handler
-from ticketing.console.templating import STATIC_DIR as CONSOLE_STATIC_DIR
+from merchants import views as merchant_views
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -37,7 +33,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
     prepare_database()
-    get_router()
     await asyncio.to_thread(warm_knowledge)  # build the matcher before the first merchant waits for it
     # Everything built so far (modules, the matcher) lives as long as the process: keep it out of the cyclic
     # collector's full passes, which otherwise stall requests for 100 ms and more (p99 175 ms → 52 ms measured).
@@ -87,23 +82,21 @@ async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def create_app() -> FastAPI:
-    """Build the app with every domain's routes."""
+def create_app(*, message_router: Router | None = None) -> FastAPI:
+    """Build the app with every domain's routes; its channels answer through `message_router` (the configured one
+    when None)."""
     app = FastAPI(title="merchant-assist", version="0.1.0", lifespan=lifespan)
+    app.state.message_router = message_router or make_router()
     app.middleware("http")(request_id_middleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_request_bytes)
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(RedisError, store_unavailable)
     app.include_router(bot_views.router)
+    app.include_router(api_channel.router)
     app.include_router(knowledge_views.router)
     app.include_router(wechat_views.router)
     app.include_router(telegram_views.router)
     app.include_router(invoice_views.router)
     app.include_router(merchant_views.router)
-    app.add_exception_handler(ConsoleError, console_error_handler)
-    app.include_router(console_auth.router)
-    app.include_router(console_views.router)
-    app.include_router(console_admin_views.router)
-    app.include_router(knowledge_console_views.router)
-    app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC_DIR), name="console_static")
+    console_routes.install(app)
     return app

@@ -1,18 +1,24 @@
-"""Bring a database and the process up to date: schema, shipped FAQ, router."""
+"""Bring a database and the process up to date (schema, shipped FAQ) and build what the app runs: the message
+router, the outbound senders and the background workers."""
 
 import logging
-from functools import lru_cache
 
-from bot.background import BatchWorker
-from bot.config import get_settings
-from bot.database import get_engine, session_scope, upgrade_schema
-from bot.invoices.backend import InvoiceBackend
-from bot.invoices.sql_backend import SqlInvoiceBackend
-from bot.outbox.senders import Sender
-from bot.router import Router
-from bot.store import Store, get_store
+from bot.channels.telegram.sender import TelegramSender
+from bot.channels.wechat.sender import WeChatSender
+from core.background import BatchWorker
+from core.database import get_engine, session_scope, upgrade_schema
+from core.outbox.senders import Sender
+from core.outbox.worker import OutboxWorker
+from core.settings import get_settings
+from core.store import Store, get_store
+from handlers.router import Router
+from invoices.factory import get_invoice_backend
+from invoices.worker import WatchWorker
 from knowledge import service as knowledge_service
 from knowledge.live import get_live_knowledge
+from ticketing.flows import TicketingWorker
+from ticketing.incidents import IncidentWorker
+from ticketing.webhook import WEBHOOK_CHANNEL, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +59,10 @@ def make_senders() -> dict[str, Sender]:
     settings = get_settings()
     senders: dict[str, Sender] = {}
     if settings.wechat_app_id and settings.wechat_app_secret:
-        from bot.channels.wechat.client import WeChatSender
-
         senders["wechat"] = WeChatSender()
     if settings.telegram_bot_token:
-        from bot.channels.telegram.sender import TelegramSender
-
         senders["telegram"] = TelegramSender()
     if settings.sla_alert_webhook_url:
-        from ticketing.webhook import WEBHOOK_CHANNEL, WebhookSender
-
         senders[WEBHOOK_CHANNEL] = WebhookSender()
     return senders
 
@@ -78,31 +78,7 @@ def close_senders(senders: dict[str, Sender]) -> None:
 def make_workers(senders: dict[str, Sender]) -> list[BatchWorker]:
     """The background workers a process runs: outbox delivery (for the configured channels), invoice watches and
     ticket housekeeping (SLA checks, auto-assignment, idle tickets) and incident detection."""
-    from bot.invoices.worker import WatchWorker
-    from bot.outbox.worker import OutboxWorker
-    from ticketing.flows import TicketingWorker
-    from ticketing.incidents import IncidentWorker
-
     workers: list[BatchWorker] = [WatchWorker(get_invoice_backend()), TicketingWorker(), IncidentWorker()]
     if senders:
         workers.insert(0, OutboxWorker(senders))
     return workers
-
-
-@lru_cache
-def get_invoice_backend() -> InvoiceBackend:
-    """The configured invoice backend: our own table ("sql") or the merchant platform's API ("http")."""
-    settings = get_settings()
-    if settings.invoice_backend == "http":
-        from bot.invoices.http_backend import HttpInvoiceBackend
-
-        return HttpInvoiceBackend.from_settings(get_store())
-    if settings.invoice_backend != "sql":
-        raise ValueError(f"INVOICE_BACKEND must be sql or http, not {settings.invoice_backend!r}")
-    return SqlInvoiceBackend()
-
-
-@lru_cache
-def get_router() -> Router:
-    """The process-wide router."""
-    return make_router()

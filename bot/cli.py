@@ -2,13 +2,26 @@
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 
-from ticketing.cli import user_app
+from bot.bootstrap import close_senders, make_router, make_senders, make_workers, prepare_database
+from bot.channels.telegram.inbound import run_polling, set_webhook
+from bot.triage import line_text, make_triage_router, triage_one
+from core import logs
+from core.database import get_engine, session_scope, upgrade_schema
+from core.messages import IncomingMessage
+from core.settings import get_settings
+from invoices import service as invoice_service
+from knowledge import service as knowledge_service
+from merchants import service as merchant_service
+from ticketing import staff
 
 app = typer.Typer(help="merchant-assist: 发票商户智能客服", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -17,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(faq_app, name="faq")
 invoices_app = typer.Typer(help="Invoices for the SQL backend.", no_args_is_help=True)
 app.add_typer(invoices_app, name="invoices")
+user_app = typer.Typer(help="Staff accounts (agents and admins) for the console.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 merchant_app = typer.Typer(help="Merchant accounts and binding codes.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
@@ -25,9 +39,6 @@ app.add_typer(merchant_app, name="merchant")
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
     """Configure logging for every command."""
-    from bot import logs
-    from bot.config import get_settings
-
     settings = get_settings()
     level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
     logs.configure(level=level, fmt=settings.log_format)
@@ -42,12 +53,6 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs REDIS_URL and PostgreSQL).")] = 1,
 ) -> None:
     """Run the HTTP server (JSON chat API, admin API, OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from bot import logs
-    from bot.bootstrap import prepare_database
-    from bot.config import get_settings
-
     settings = get_settings()
     if workers > 1 and not settings.redis_url:
         typer.echo("--workers > 1 needs REDIS_URL: sessions, de-duplication and rate limits must be shared", err=True)
@@ -77,10 +82,6 @@ def serve(
 @app.command()
 def chat(user: Annotated[str, typer.Option(help="Merchant id for this conversation.")] = "terminal") -> None:
     """Talk to the bot in the terminal (the same router as every channel)."""
-    from bot.bootstrap import make_router, prepare_database
-    from bot.database import session_scope
-    from bot.messages import IncomingMessage
-
     prepare_database()
     router = make_router()
     typer.echo("发票助手已就绪。输入问题后回车；输入 /quit 退出。")
@@ -104,9 +105,6 @@ def triage() -> None:
     Each line is the first message of a fresh conversation. A line that is a JSON object with a "text"
     field is read as that text. Nothing is recorded.
     """
-    from bot.bootstrap import prepare_database
-    from bot.triage import line_text, make_triage_router, triage_one
-
     prepare_database()
     router = make_triage_router()
     for number, raw in enumerate(sys.stdin.buffer, 1):
@@ -119,11 +117,6 @@ def triage() -> None:
 def worker() -> None:
     """Deliver queued outbound messages (WeChat 客服 API, Telegram) and re-check invoice watches until interrupted;
     `serve` runs the same workers."""
-    import signal
-    import threading
-
-    from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database
-
     prepare_database()
     senders = make_senders()
     if not senders:
@@ -151,16 +144,13 @@ def worker() -> None:
 @app.command("telegram-poll")
 def telegram_poll() -> None:
     """Run the Telegram bot by long polling (local use: no public URL needed; removes any webhook)."""
-    from bot.bootstrap import close_senders, make_senders, prepare_database
-    from bot.channels.telegram.bot import run_polling
-
     prepare_database()
     senders = make_senders()
     if "telegram" not in senders:
         typer.echo("TELEGRAM_BOT_TOKEN is not set", err=True)
         raise typer.Exit(2)
     try:
-        run_polling(senders=senders)
+        run_polling(router=make_router(), senders=senders)
     finally:
         close_senders(senders)
 
@@ -168,8 +158,6 @@ def telegram_poll() -> None:
 @app.command("telegram-set-webhook")
 def telegram_set_webhook(url: Annotated[str, typer.Argument(help="Public HTTPS URL of POST /telegram.")]) -> None:
     """Point Telegram at this deployment's webhook, with the secret token (once per deployment)."""
-    from bot.channels.telegram.bot import set_webhook
-
     try:
         set_webhook(url)
     except ValueError as exc:
@@ -181,8 +169,6 @@ def telegram_set_webhook(url: Annotated[str, typer.Argument(help="Public HTTPS U
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the newest schema."""
-    from bot.database import get_engine, upgrade_schema
-
     changed = upgrade_schema(get_engine())
     typer.echo("schema upgraded" if changed else "schema already up to date")
 
@@ -190,18 +176,14 @@ def db_upgrade() -> None:
 @faq_app.command("import")
 def faq_import(path: Annotated[Path, typer.Argument(help="YAML file with a list of FAQ entries.")]) -> None:
     """Create or update FAQ entries from a YAML file."""
-    from bot.bootstrap import prepare_database
-    from bot.database import session_scope
-    from knowledge import service
-
     try:
-        entries = service.parse_yaml(path.read_text(encoding="utf-8"))
+        entries = knowledge_service.parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         typer.echo(f"cannot import {path}: {exc}", err=True)
         raise typer.Exit(2) from exc
     prepare_database()
     with session_scope() as db_session:
-        counts = service.import_entries(db_session=db_session, entries=entries)
+        counts = knowledge_service.import_entries(db_session=db_session, entries=entries)
     typer.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -210,13 +192,9 @@ def faq_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; stdout if omitted.")] = None,
 ) -> None:
     """Write every FAQ entry as YAML."""
-    from bot.bootstrap import prepare_database
-    from bot.database import session_scope
-    from knowledge import service
-
     prepare_database()
     with session_scope() as db_session:
-        text = service.to_yaml(service.get_all(db_session=db_session))
+        text = knowledge_service.to_yaml(knowledge_service.get_all(db_session=db_session))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -227,14 +205,10 @@ def faq_export(
 @invoices_app.command("import")
 def invoices_import(path: Annotated[Path, typer.Argument(help="CSV with a header row: number,status,...")]) -> None:
     """Insert or update invoices from a CSV file (columns as in POST /api/invoices); bad rows are listed."""
-    from bot.bootstrap import prepare_database
-    from bot.database import session_scope
-    from bot.invoices import service
-
     prepare_database()
     try:
         with path.open(encoding="utf-8-sig", newline="") as stream, session_scope() as db_session:
-            report = service.import_csv(db_session=db_session, stream=stream)
+            report = invoice_service.import_csv(db_session=db_session, stream=stream)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         typer.echo(f"cannot import {path}: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -252,15 +226,11 @@ def merchant_create(
     contact: Annotated[str | None, typer.Option(help="Contact person or phone.")] = None,
 ) -> None:
     """Create a merchant and print its id."""
-    from bot.bootstrap import prepare_database
-    from bot.database import session_scope
-    from bot.merchants import service
-
     prepare_database()
     try:
         with session_scope() as db_session:
-            merchant_id = service.create(db_session=db_session, name=name, tax_ids=tax_ids, contact=contact).id
-    except service.MerchantError as exc:
+            merchant_id = merchant_service.create(db_session=db_session, name=name, tax_ids=tax_ids, contact=contact).id
+    except merchant_service.MerchantError as exc:
         typer.echo(f"cannot create merchant: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"merchant {merchant_id} created")
@@ -269,19 +239,56 @@ def merchant_create(
 @merchant_app.command("code")
 def merchant_code(merchant_id: Annotated[int, typer.Argument(help="Merchant id.")]) -> None:
     """Issue a single-use binding code for a merchant and print it (shown only this once)."""
-    from bot.bootstrap import prepare_database
-    from bot.config import get_settings
-    from bot.database import session_scope
-    from bot.merchants import service
-
     prepare_database()
     try:
         with session_scope() as db_session:
-            code, row = service.issue_code(
+            code, row = merchant_service.issue_code(
                 db_session=db_session, merchant_id=merchant_id, ttl_seconds=get_settings().binding_code_ttl_seconds
             )
             expires = row.expires_at
-    except service.MerchantError as exc:
+    except merchant_service.MerchantError as exc:
         typer.echo(f"cannot issue a code: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{code} (valid until {expires:%Y-%m-%d %H:%M} UTC, single use)")
+
+
+@user_app.callback()
+def user_main() -> None:
+    """Staff accounts (agents and admins) for the console."""
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="agent or admin.")] = "agent",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+    ] = False,
+    display_name: Annotated[
+        str | None, typer.Option(help="Name shown to colleagues; the login name if omitted.")
+    ] = None,
+    capacity: Annotated[
+        int | None, typer.Option(help="Tickets held at once; TICKET_DEFAULT_CAPACITY if omitted.")
+    ] = None,
+) -> None:
+    """Create a staff account; the password is read from stdin or asked for (never taken as an argument)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    prepare_database()
+    try:
+        with session_scope() as db_session:
+            user = staff.create(
+                db_session=db_session,
+                username=name,
+                password=password,
+                role=role,
+                display_name=display_name,
+                capacity=capacity,
+            )
+            user_id, username, user_role = user.id, user.username, user.role
+    except staff.StaffError as exc:
+        typer.echo(f"cannot create user: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"user {username} ({user_role}) created with id {user_id}")

@@ -3,10 +3,8 @@
 
 def import_all_models() -> None:
     """Import each domain's models module."""
-    import bot.conversation.models
-    import bot.invoices.models
-    import bot.merchants.models
-    import bot.outbox.models  # noqa: F401
+    import core.conversation.models
+    import core.outbox.models  # noqa: F401
     import knowledge.models  # noqa: F401
     import ticketing.incident_models
     import ticketing.models  # noqa: F401

@@ -4,10 +4,10 @@ import json
 from typing import Any
 
 from bot.bootstrap import make_router
-from bot.database import get_sessionmaker
-from bot.messages import IncomingMessage
-from bot.router import Router
-from bot.store import MemoryStore
+from core.database import get_sessionmaker
+from core.messages import IncomingMessage
+from core.store import MemoryStore
+from handlers.router import Router
 
 
 def make_triage_router() -> Router:

@@ -2,14 +2,14 @@
 
 import re
 
-from bot.config import get_settings
-from bot.invoices import watches
-from bot.merchants import service as merchants
-from bot.messages import Option, Reply
-from bot.redact import mask
-from handlers.base import Turn
-from knowledge.identifiers import check_taxpayer_id, find_taxpayer_id
-from knowledge.text import clean, fold
+from core.identifiers import check_taxpayer_id, find_taxpayer_id
+from core.messages import Option, Reply
+from core.redact import mask
+from core.settings import get_settings
+from core.text import clean, fold
+from handlers.turn import Turn
+from invoices import watches
+from merchants import service as merchants
 
 AWAITING = "binding"
 _BIND = re.compile(r"^(我要|我想|申请|帮我|请)?(绑定|綁定|bangding|关联)(企业|公司|商户|账号|帐号|税号)?")

@@ -1,7 +1,7 @@
 """What the bot says when it cannot tell what the merchant needs."""
 
-from bot.messages import Option, Reply
-from handlers.base import Turn
+from core.messages import Option, Reply
+from handlers.turn import Turn
 
 HANDOFF_OPTION = Option("转人工客服", "intent:handoff")
 MENU_OPTION = Option("看看我能回答哪些问题", "menu:faq")

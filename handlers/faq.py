@@ -2,10 +2,10 @@
 
 import re
 
-from bot.messages import Option, Reply
-from handlers.base import Turn
+from core.messages import Option, Reply
+from core.text import fold
+from handlers.turn import Turn
 from knowledge.matcher import MatchResult
-from knowledge.text import fold
 
 _CHINESE_ORDINALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CHOICE = re.compile(

@@ -2,9 +2,9 @@
 
 import re
 
-from bot.messages import Option, Reply
-from handlers.base import Turn
-from knowledge.text import fold, units
+from core.messages import Option, Reply
+from core.text import fold, units
+from handlers.turn import Turn
 
 MENU_OPTIONS = [
     Option("常见问题（开票、作废、红冲、查验、登录等）", "menu:faq"),

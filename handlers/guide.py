@@ -5,12 +5,12 @@ from collections.abc import Mapping
 
 from rapidfuzz import fuzz, process
 
-from bot.messages import Option, Reply
-from bot.session import GuideProgress
+from core.conversation.state import GuideProgress
+from core.messages import Option, Reply
+from core.text import fold, units
 from handlers import faq, handoff
-from handlers.base import Turn
+from handlers.turn import Turn
 from knowledge.guides import Guide, GuideOption, GuideStep
-from knowledge.text import fold, units
 
 Guides = Mapping[str, Guide]
 

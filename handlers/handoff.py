@@ -4,9 +4,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.messages import Reply
-from handlers.base import Turn
-from knowledge.text import fold
+from core.messages import Reply
+from core.text import fold
+from handlers.turn import Turn
 from ticketing import service as tickets
 
 _END = re.compile(

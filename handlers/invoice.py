@@ -2,12 +2,12 @@
 
 import re
 
-from bot.invoices import explain, flows
-from bot.messages import Option, Reply
+from core.identifiers import InvoiceRef, InvoiceScan
+from core.messages import Option, Reply
+from core.text import fold
 from handlers import binding
-from handlers.base import Turn
-from knowledge.identifiers import InvoiceRef, InvoiceScan
-from knowledge.text import fold
+from handlers.turn import Turn
+from invoices import explain, flows
 
 _LOOKUP = re.compile(
     r"(查(?!验|重)|查询|查一下|查下|查查|帮我查|看看|看一下|跟踪)(一下|下)?(我|我们|我的|我们的)?.{0,8}(发票|票)(的)?(状态|进度|开好|到哪|开出来)?"

@@ -2,14 +2,14 @@
 
 import re
 
-from bot.config import get_settings
-from bot.invoices import watches
-from bot.invoices.flows import watch_label
-from bot.merchants import service as merchants
-from bot.messages import Option, Reply
+from core.messages import Option, Reply
+from core.settings import get_settings
+from core.text import fold
 from handlers import binding
-from handlers.base import Turn
-from knowledge.text import fold
+from handlers.turn import Turn
+from invoices import watches
+from invoices.flows import watch_label
+from merchants import service as merchants
 
 _LIST = re.compile(r"^(查看|我的|所有)?(关注|提醒|盯着的发票|跟踪)(列表|的发票)?$|^(取消|停止)(关注|提醒|跟踪)")
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from knowledge.text import syllable
+from core.text import syllable
 
 PINYIN_WEIGHT = 0.8
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
-from bot.config import VAR_DIR, get_settings
+from core.settings import VAR_DIR, get_settings
 from knowledge import service
 from knowledge.embedding import Embedder, load_embedder
 from knowledge.matcher import Matcher, MatcherConfig, Topic, load_lexicon

@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 import yaml
 
+from core.text import Lexicon, error_codes, fold, units
 from knowledge.embedding import Embedder
 from knowledge.lexical import LexicalIndex, features
-from knowledge.text import Lexicon, error_codes, fold, units
 
 Outcome = Literal["answer", "clarify", "not_sure"]
 DATA_DIR = Path(__file__).resolve().parent / "data"

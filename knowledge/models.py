@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.database import Base
+from core.database import Base
 
 
 class FaqEntry(Base):

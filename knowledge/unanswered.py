@@ -27,14 +27,14 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.config import get_settings
-from bot.conversation.models import ConversationTurn
+from core.clock import utc
+from core.conversation.models import ConversationTurn
+from core.settings import get_settings
+from core.text import Lexicon, clean, fold, units
 from knowledge import service
 from knowledge.matcher import Matcher, load_lexicon
 from knowledge.models import FaqEntry, UnansweredResolution
 from knowledge.schemas import FaqIn
-from knowledge.text import Lexicon, clean, fold, units
 
 FALLBACK = "fallback"
 CLARIFY = "clarify"

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
+from core.clock import utc
 from knowledge.models import FaqEntry, FaqVersion
 
 FIELDS = ("category", "question", "alternates", "keywords", "answer", "enabled")

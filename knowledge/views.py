@@ -4,15 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Response, status
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
-from bot.deps import get_db, require_admin
+from core.web import DbSession, require_admin
 from knowledge import service
 from knowledge.live import get_live_knowledge
 from knowledge.schemas import FaqIn, FaqOut
 
 router = APIRouter(prefix="/api/admin/faq", tags=["admin"], dependencies=[Depends(require_admin)])
-DbSession = Annotated[Session, Depends(get_db)]
 MAX_IMPORT_BYTES = 2 * 1024 * 1024  # as the console's import form; YAML parsing is slow (a 20 MB list takes minutes)
 
 

@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from bot.database import Base
 from bot.models import import_all_models
+from core.database import Base
 
 import_all_models()
 config = context.config

@@ -14,8 +14,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from bot.database import make_engine, upgrade_schema
-from bot.store import MemoryStore, RedisStore, Store
+from core.database import get_engine, get_sessionmaker, make_engine, upgrade_schema
+from core.settings import get_settings
+from core.store import MemoryStore, RedisStore, Store, get_store
+from invoices.factory import get_invoice_backend
+from knowledge.live import get_live_knowledge
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -100,18 +103,14 @@ def store(request) -> Iterator[Store]:
 
 
 def clear_process_caches() -> None:
-    """Forget cached settings, engines, stores and routers so a test's environment takes effect."""
-    from bot import bootstrap, config, database, store
-    from knowledge import live
-
+    """Forget cached settings, engines, stores, knowledge and invoice backends so a test's environment takes effect."""
     for cached in (
-        config.get_settings,
-        database.get_engine,
-        database.get_sessionmaker,
-        store.get_store,
-        live.get_live_knowledge,
-        bootstrap.get_router,
-        bootstrap.get_invoice_backend,
+        get_settings,
+        get_engine,
+        get_sessionmaker,
+        get_store,
+        get_live_knowledge,
+        get_invoice_backend,
     ):
         cached.cache_clear()
 

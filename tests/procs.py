@@ -25,7 +25,7 @@ import xmltodict
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
+from core.settings import Settings
 from tests.conftest import POSTGRES_URL
 
 REPO = Path(__file__).resolve().parent.parent

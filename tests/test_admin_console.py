@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bot.bootstrap import make_router, prepare_database
-from bot.clock import utc
-from bot.config import get_settings
-from bot.conversation.models import ConversationTurn
-from bot.database import Base, get_engine, session_scope
-from bot.messages import IncomingMessage
 from bot.models import import_all_models
-from bot.outbox.models import OutboxMessage
-from bot.store import MemoryStore
+from core.clock import utc
+from core.conversation.models import ConversationTurn
+from core.database import Base, get_engine, session_scope
+from core.messages import IncomingMessage
+from core.outbox.models import OutboxMessage
+from core.settings import get_settings
+from core.store import MemoryStore
 from knowledge import service, unanswered, versions
 from knowledge.live import get_live_knowledge
 from knowledge.models import FaqEntry, FaqVersion
@@ -499,7 +499,7 @@ BROKEN_GUIDE = textwrap.dedent(
 
 
 def test_guide_statuses_report_each_broken_guides_problems(adb, tmp_path):
-    from knowledge.console.unanswered_views import guide_statuses
+    from console.unanswered import guide_statuses
     from knowledge.guides import GUIDE_DIR
 
     (tmp_path / "busy_server.yaml").write_text((GUIDE_DIR / "busy_server.yaml").read_text(encoding="utf-8"), "utf-8")
@@ -537,17 +537,13 @@ PAGES = [
 @pytest.fixture
 def console(adb):
     """A client of an app with the console login and these pages."""
-    pytest.importorskip("ticketing.console.auth")
+    pytest.importorskip("console.auth")
     from fastapi import FastAPI
 
-    from knowledge.console.views import router
-    from ticketing.console import auth
-    from ticketing.console.errors import ConsoleError, console_error_handler
+    from console import routes
 
     app = FastAPI()
-    app.include_router(auth.router)
-    app.include_router(router)
-    app.add_exception_handler(ConsoleError, console_error_handler)
+    routes.install(app)
     return TestClient(app)
 
 
@@ -754,7 +750,7 @@ def test_starting_a_new_faq_from_an_unanswered_question(console):
 
 
 def test_the_guides_page_shows_a_broken_guides_problems(console, tmp_path, monkeypatch):
-    from knowledge.console import unanswered_views
+    from console import unanswered as unanswered_views
 
     login(console, "admin1")
     (tmp_path / "broken_guide.yaml").write_text(BROKEN_GUIDE, encoding="utf-8")

@@ -90,7 +90,7 @@ def test_every_admin_route_requires_the_token(client):
 
 
 def test_admin_api_is_closed_without_a_configured_token(client, monkeypatch):
-    from bot.config import get_settings
+    from core.settings import get_settings
 
     monkeypatch.delenv("ADMIN_TOKEN")
     get_settings.cache_clear()

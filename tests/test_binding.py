@@ -6,10 +6,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from bot.database import session_scope
-from bot.merchants import service
-from bot.merchants.models import BindingCode
-from bot.store import MemoryStore
+from core.database import session_scope
+from core.store import MemoryStore
+from merchants import service
+from merchants.models import BindingCode
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 TAX_A = "91110108MA01ABCD5T"

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from playwright.sync_api import expect, sync_playwright
 
 from bot.bootstrap import prepare_database
-from bot.database import get_engine, session_scope
+from core.database import get_engine, session_scope
 from tests.conftest import clear_process_caches
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.test_console import console_app

@@ -1,7 +1,6 @@
 """The staff console over HTTP on each database: login, sessions and brute-force limits, the route table's guards,
 CSRF, the agent's ticket flow through the ticketing services, and the admin pages (users, audit log, canned replies)."""
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,17 +11,16 @@ import fastapi.routing
 import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bot.app import create_app
-from bot.clock import utc
-from bot.database import get_engine, session_scope
-from bot.outbox.models import OutboxMessage
+from console import auth, logins, templating
+from console.errors import LOGIN_PATH
+from core.clock import utc
+from core.database import get_engine, session_scope
+from core.outbox.models import OutboxMessage
 from ticketing import replies, service, staff
-from ticketing.console import admin_views, auth, sessions, templating, views
-from ticketing.console import errors as console_errors
 from ticketing.models import ASSIGNED, CLOSED, HANDED_BACK, NEW, RESOLVED, StaffUser, Ticket, TicketEvent
 
 PASSWORD = "correct horse battery"
@@ -38,30 +36,9 @@ def flat_routes(app: FastAPI) -> list:
     return list(walk(app.routes)) if walk is not None else list(app.routes)
 
 
-def _has_route(app: FastAPI, path: str) -> bool:
-    return any(getattr(route, "path", None) == path for route in flat_routes(app))
-
-
 def console_app() -> FastAPI:
-    """The real application with every console router, whether or not bot/app.py includes them yet."""
-    app = create_app()
-    if not _has_route(app, "/console/login"):
-        app.include_router(auth.router)
-    if not _has_route(app, "/console/queue"):
-        app.include_router(views.router)
-    if not _has_route(app, "/console/admin/users"):
-        app.include_router(admin_views.router)
-    if importlib.util.find_spec("knowledge.console") and importlib.util.find_spec("knowledge.console.views"):
-        from knowledge.console import views as knowledge_console_views
-
-        paths = {getattr(route, "path", None) for route in knowledge_console_views.router.routes}
-        if not any(_has_route(app, path) for path in paths if path):
-            app.include_router(knowledge_console_views.router)
-    if not _has_route(app, "/console/static"):
-        app.mount("/console/static", StaticFiles(directory=templating.STATIC_DIR), name="console_static")
-    if console_errors.ConsoleError not in app.exception_handlers:
-        app.add_exception_handler(console_errors.ConsoleError, console_errors.console_error_handler)
-    return app
+    """The real application, console included."""
+    return create_app()
 
 
 @dataclass
@@ -150,7 +127,7 @@ def events(ticket_id: int | None = None) -> list[TicketEvent]:
 
 
 def session_token(client: TestClient) -> str | None:
-    return client.cookies.get(sessions.COOKIE)
+    return client.cookies.get(logins.COOKIE)
 
 
 def flashes(page) -> list[str]:
@@ -169,14 +146,14 @@ def test_login_opens_a_session_and_the_console_shows_the_user(console):
     done = login(client, "Alice", next_path="/console/queue?state=new")
     assert done.status_code == 303 and done.headers["location"] == "/console/queue?state=new"
     cookie = done.headers["set-cookie"]
-    assert cookie.startswith(f"{sessions.COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert cookie.startswith(f"{logins.COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "Secure" not in cookie, "plain http (tests): no Secure flag"
     page = client.get("/console/queue")
     assert page.status_code == 200 and "alice" in page.text and "工单队列" in page.text and "退出登录" in page.text
     assert "/console/admin/users" not in page.text, "agents do not see admin links"
     assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
     token = session_token(client)
-    stored = sessions.get_store().get_json(sessions.KEY + token)
+    stored = logins.get_store().get_json(logins.KEY + token)
     assert stored["staff_id"] and stored["csrf"] and "password" in stored
     assert client.get("/console/login").headers["location"] == "/console/queue", "logged in: straight on"
     assert [e.action for e in events() if e.action == "staff_login"] == ["staff_login"]
@@ -204,13 +181,13 @@ def test_wrong_password_and_unknown_user_fail_alike(console):
     unknown = login(client, "nobody", PASSWORD)
     for page in (wrong, unknown):
         assert page.status_code == 401 and "用户名或密码错误" in page.text
-        assert sessions.COOKIE not in page.headers.get("set-cookie", "")
+        assert logins.COOKIE not in page.headers.get("set-cookie", "")
     assert session_token(client) is None
     assert client.get("/console/queue").status_code == 303
 
 
 def test_brute_force_is_limited_per_username(console, store, monkeypatch):
-    monkeypatch.setattr(sessions, "get_store", lambda: store)  # the counters in each store kind
+    monkeypatch.setattr(logins, "get_store", lambda: store)  # the counters in each store kind
     make_user("alice")
     make_user("bob")
     client = console.browser()
@@ -252,9 +229,9 @@ def test_logout_ends_the_session(console):
     token = session_token(client)
     done = post(client, "/console/logout")
     assert done.status_code == 303 and done.headers["location"] == "/console/login"
-    assert sessions.get_store().get(sessions.KEY + token) is None
+    assert logins.get_store().get(logins.KEY + token) is None
     replay = console.browser()
-    replay.cookies.set(sessions.COOKIE, token, domain="testserver.local")
+    replay.cookies.set(logins.COOKIE, token, domain="testserver.local")
     assert replay.get("/console/queue").status_code == 303, "the old cookie no longer works"
 
 
@@ -262,7 +239,7 @@ def test_login_rotates_the_session_id(console):
     make_user("alice")
     make_user("bob")
     client = console.browser()
-    client.cookies.set(sessions.COOKIE, "planted-by-an-attacker", domain="testserver.local")
+    client.cookies.set(logins.COOKIE, "planted-by-an-attacker", domain="testserver.local")
     assert login(client, "alice").status_code == 303
     first = session_token(client)
     assert first != "planted-by-an-attacker"
@@ -273,7 +250,7 @@ def test_login_rotates_the_session_id(console):
     assert again.status_code == 303
     second = session_token(client)
     assert second != first
-    assert sessions.load(first) is None, "the previous session ended"
+    assert logins.load(first) is None, "the previous session ended"
     assert "bob" in client.get("/console/queue").text
 
 
@@ -295,13 +272,13 @@ def test_disabling_a_user_or_resetting_the_password_ends_their_sessions(console)
 
 
 def test_sessions_live_in_each_store(console, store, monkeypatch):
-    monkeypatch.setattr(sessions, "get_store", lambda: store)
+    monkeypatch.setattr(logins, "get_store", lambda: store)
     client, user_id = logged_in(console, "alice")
     token = session_token(client)
-    assert store.get_json(sessions.KEY + token)["staff_id"] == user_id
+    assert store.get_json(logins.KEY + token)["staff_id"] == user_id
     assert client.get("/console/queue").status_code == 200
     post(client, "/console/logout")
-    assert store.get(sessions.KEY + token) is None
+    assert store.get(logins.KEY + token) is None
 
 
 # --- guards on every console route ---------------------------------------------------------------------------
@@ -311,7 +288,7 @@ def _console_routes(app: FastAPI) -> list[tuple[str, str]]:
     found = []
     for route in flat_routes(app):
         path, methods = getattr(route, "path", None), getattr(route, "methods", None)
-        if not path or not methods or not path.startswith("/console") or path == console_errors.LOGIN_PATH:
+        if not path or not methods or not path.startswith("/console") or path == LOGIN_PATH:
             continue  # mounts (static files) have no methods
         found += [(path, method) for method in sorted(methods)]
     return found
@@ -364,11 +341,21 @@ def test_admins_see_every_admin_link(console):
     assert admin.get("/console/static/console.css").status_code == 200
 
 
-def test_templates_are_found_in_both_console_template_folders():
-    searched = [str(path) for path in templating.TEMPLATE_DIRS]
-    assert searched[0].endswith("ticketing/console/templates") and searched[1].endswith("knowledge/console/templates")
-    assert templating.templates.env.loader.searchpath == searched
-    assert templating.templates.env.get_template("base.html").blocks.keys() >= {"title", "content"}
+def test_every_console_template_is_found_in_the_one_template_folder():
+    env = templating.templates.env
+    assert env.loader.searchpath == [str(templating.TEMPLATE_DIR)]
+    names = env.list_templates()
+    assert {
+        "base.html",
+        "login.html",
+        "queue.html",
+        "ticket.html",
+        "admin_faq_list.html",
+        "admin_unanswered.html",
+    } <= set(names)
+    for name in names:
+        env.get_template(name)  # parses, and every template it extends or imports resolves
+    assert env.get_template("base.html").blocks.keys() >= {"title", "content"}
 
 
 # --- CSRF ----------------------------------------------------------------------------------------------------

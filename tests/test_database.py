@@ -9,9 +9,9 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from bot.conversation import service as conversation_service
-from bot.database import make_engine, upgrade_schema
-from bot.messages import IncomingMessage, Option, Reply
+from core.conversation import service as conversation_service
+from core.database import make_engine, upgrade_schema
+from core.messages import IncomingMessage, Option, Reply
 from knowledge import service
 from knowledge.models import FaqEntry
 from knowledge.schemas import FaqIn

@@ -433,7 +433,7 @@ def test_redis_outage_degrades_answers_then_recovers(tmp_path, database, redis_s
         text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
         assert metric(text, "merchant_assist_degraded_total") >= 12
         assert metric(text, "merchant_assist_infra_errors_total", component="store") >= 12
-        wait_until(lambda: "WARNING bot.store" in server.log(), timeout=5, what="the outage in the log")
+        wait_until(lambda: "WARNING core.store" in server.log(), timeout=5, what="the outage in the log")
         assert "store unavailable (ConnectionError), session load skipped" in server.log()
 
         redis_server.start()  # same port, empty (no persistence): the clients reconnect
@@ -519,10 +519,11 @@ def test_invoice_api_outage_opens_the_breaker_answers_clearly_and_closes_again(a
     from fastapi.testclient import TestClient
 
     from bot.app import create_app
-    from bot.bootstrap import get_invoice_backend, prepare_database
-    from bot.database import session_scope
-    from bot.invoices.breaker import BreakerState
-    from bot.merchants import service as merchants
+    from bot.bootstrap import prepare_database
+    from core.database import session_scope
+    from invoices.breaker import BreakerState
+    from invoices.factory import get_invoice_backend
+    from merchants import service as merchants
     from tests.conftest import clear_process_caches
 
     api = FakeInvoiceApi(token="fault-invoice-token").start()

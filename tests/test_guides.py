@@ -8,14 +8,14 @@ import pytest
 
 from bot.bootstrap import make_router, prepare_database
 from bot.channels.telegram.render import MAX_CALLBACK_BYTES, keyboard
-from bot.database import session_scope
-from bot.messages import IncomingMessage
-from bot.router import Router
-from bot.session import GuideProgress, SessionState, load, save
-from bot.store import MemoryStore
 from bot.triage import make_triage_router, triage_one
+from core.conversation.state import GuideProgress, SessionState, load, save
+from core.database import session_scope
+from core.messages import IncomingMessage
+from core.store import MemoryStore
 from handlers import guide as guide_handler
 from handlers import handoff
+from handlers.router import Router
 from knowledge.guides import GUIDE_DIR, Guide, GuideError, check_guides, get_guides, load_guides, parse_guide
 from knowledge.service import default_entries
 

@@ -4,10 +4,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.bootstrap import make_router, prepare_database
-from bot.database import session_scope
-from bot.messages import IncomingMessage
-from bot.outbox.models import OutboxMessage
-from bot.store import MemoryStore
+from core.database import session_scope
+from core.messages import IncomingMessage
+from core.outbox.models import OutboxMessage
+from core.store import MemoryStore
 from ticketing import replies, staff
 from ticketing import service as tickets
 from ticketing.models import Ticket

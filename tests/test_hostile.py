@@ -31,7 +31,6 @@ import pytest
 import schemathesis
 import xmltodict
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,11 +47,11 @@ from wechatpy.crypto import WeChatCrypto
 
 from bot.app import create_app
 from bot.channels.wechat import inbound
-from bot.database import get_engine, session_scope
-from bot.invoices.models import Invoice
-from bot.messages import IncomingMessage, Reply
-from bot.outbox.models import OutboxMessage
-from knowledge import identifiers
+from core import identifiers
+from core.database import get_engine, session_scope
+from core.messages import IncomingMessage, Reply
+from core.outbox.models import OutboxMessage
+from invoices.models import Invoice
 from knowledge.models import FaqEntry
 from tests.conftest import clear_process_caches
 from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
@@ -1042,23 +1041,8 @@ def test_sql_looking_text_is_only_text(client):
 
 
 def _console_app() -> FastAPI:
-    """The app with the console routers, whether or not bot/app.py includes them yet."""
-    from ticketing.console import admin_views, auth, templating, views
-    from ticketing.console import errors as console_errors
-
-    app = create_app()
-    paths = set(app.openapi()["paths"]) | {getattr(route, "path", None) for route in app.routes}
-    for router, path in ((auth.router, "/console/login"), (views.router, "/console/queue")):
-        if path not in paths:
-            app.include_router(router)
-    if "/console/admin/users" not in paths:
-        app.include_router(admin_views.router)
-    if "/console/static" not in paths:
-        app.mount("/console/static", StaticFiles(directory=templating.STATIC_DIR), name="console_static")
-    if console_errors.ConsoleError not in app.exception_handlers:
-        app.add_exception_handler(console_errors.ConsoleError, console_errors.console_error_handler)
-    app.openapi_schema = None  # describe the routers just added too
-    return app
+    """The real application, console included."""
+    return create_app()
 
 
 def _form_token(page) -> str:

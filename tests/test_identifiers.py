@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from knowledge.identifiers import (
+from core.identifiers import (
     InvoiceRef,
     InvoiceScan,
     TaxIdCheck,

@@ -6,14 +6,14 @@ import pytest
 from sqlalchemy import select
 
 from bot.bootstrap import make_router, prepare_database
-from bot.database import session_scope
-from bot.invoices import flows, service
-from bot.invoices.backend import InvoiceRecord, InvoiceStatus
-from bot.invoices.sql_backend import SqlInvoiceBackend
-from bot.merchants import service as merchants
-from bot.messages import IncomingMessage
-from bot.outbox.models import OutboxMessage
-from bot.store import MemoryStore
+from core.database import session_scope
+from core.messages import IncomingMessage
+from core.outbox.models import OutboxMessage
+from core.store import MemoryStore
+from invoices import flows, service
+from invoices.backend import InvoiceRecord, InvoiceStatus
+from invoices.sql_backend import SqlInvoiceBackend
+from merchants import service as merchants
 
 SELLER = "91110108MA01ABCD5T"
 OTHER = "91110000600037341L"
@@ -161,7 +161,7 @@ class DownBackend:
     name = "down"
 
     def lookup(self, *, code, number):
-        from bot.invoices.backend import BackendUnavailable
+        from invoices.backend import BackendUnavailable
 
         raise BackendUnavailable("circuit open")
 

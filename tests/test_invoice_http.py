@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.config import Settings
-from bot.invoices.backend import BackendUnavailable, InvoiceRecord, InvoiceStatus, parse_status
-from bot.invoices.breaker import BreakerState, CircuitBreaker, CircuitOpen
-from bot.invoices.http_backend import HttpInvoiceBackend, parse_record, record_from_json, record_to_json
-from bot.store import Store
+from core.settings import Settings
+from core.store import Store
+from invoices.backend import BackendUnavailable, InvoiceRecord, InvoiceStatus, parse_status
+from invoices.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from invoices.http_backend import HttpInvoiceBackend, parse_record, record_from_json, record_to_json
 from tests.fakes.invoice_api import DROP, ERROR, MALFORMED, NORMAL, NOT_FOUND, SLOW, FakeInvoiceApi
 
 TOKEN = "test-invoice-token"

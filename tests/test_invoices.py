@@ -8,15 +8,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bot.app import create_app
-from bot.clock import utc
-from bot.database import session_scope
-from bot.invoices import explain, flows, service, watches
-from bot.invoices.backend import BackendUnavailable, InvoiceRecord, InvoiceStatus, Lookup, parse_status
-from bot.invoices.models import InvoiceWatch
-from bot.invoices.sql_backend import SqlInvoiceBackend
-from bot.merchants import service as merchants
-from bot.outbox.models import OutboxMessage
-from bot.store import MemoryStore
+from core.clock import utc
+from core.database import session_scope
+from core.outbox.models import OutboxMessage
+from core.store import MemoryStore
+from invoices import explain, flows, service, watches
+from invoices.backend import BackendUnavailable, InvoiceRecord, InvoiceStatus, Lookup, parse_status
+from invoices.models import InvoiceWatch
+from invoices.sql_backend import SqlInvoiceBackend
+from merchants import service as merchants
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 SELLER = "91110108MA01ABCD5T"
@@ -98,7 +98,7 @@ def test_feed_needs_a_token(client, monkeypatch):
     assert feed(client, invoice(), headers={}).status_code == 401
     assert feed(client, invoice(), headers={"Authorization": "Bearer wrong"}).status_code == 401
     monkeypatch.setenv("INVOICE_FEED_TOKEN", "platform-secret")
-    from bot.config import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()
     assert feed(client, invoice(), headers={"Authorization": "Bearer platform-secret"}).status_code == 200
@@ -327,7 +327,7 @@ def test_watch_survives_a_restart(app_env, monkeypatch):
         feed(before, invoice())
     clear_process_caches()
     monkeypatch.setattr(flows, "WATCH_LEASE_SECONDS", 120.0)
-    from bot.invoices.worker import WatchWorker
+    from invoices.worker import WatchWorker
 
     worker = WatchWorker(SqlInvoiceBackend(), poll_seconds=0.05)
     worker.start()

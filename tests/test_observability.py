@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.app import create_app
-from bot.logs import REQUEST_ID, ScrubFilter, scrub
+from core.logs import REQUEST_ID, ScrubFilter, scrub
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -38,7 +38,7 @@ def test_metrics_count_messages_by_channel_and_intent(client):
 
 
 def test_metrics_token_is_enforced_when_set(client, monkeypatch):
-    from bot.config import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("METRICS_TOKEN", "scrape-secret")
     get_settings.cache_clear()
@@ -48,7 +48,7 @@ def test_metrics_token_is_enforced_when_set(client, monkeypatch):
 
 def test_readyz_reports_database_and_store(client, monkeypatch):
     assert client.get("/readyz").json() == {"status": "ready"}
-    from bot.store import get_store
+    from core.store import get_store
 
     def down():
         raise RedisConnectionError("refused")
@@ -66,7 +66,7 @@ def test_request_id_is_echoed_or_made(client):
 
 
 def test_store_outage_degrades_answers_and_is_counted(client, monkeypatch):
-    from bot.store import get_store
+    from core.store import get_store
 
     store = get_store()
 
@@ -84,18 +84,16 @@ def test_store_outage_degrades_answers_and_is_counted(client, monkeypatch):
 def test_database_outage_is_a_503_with_a_reason(client, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from bot import views
-
     def broken(*args, **kwargs):
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(views, "get_router", lambda: type("R", (), {"handle": broken})())
+    monkeypatch.setattr(client.app.state, "message_router", type("R", (), {"handle": broken})())
     response = client.post("/api/chat", json={"user_id": "m", "text": "你好"})
     assert response.status_code == 503 and "database" in response.json()["detail"]
 
 
 def test_logs_are_json_with_request_id_and_masked(capsys):
-    from bot.logs import configure
+    from core.logs import configure
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

@@ -18,15 +18,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 
-from bot.clock import utc
-from bot.config import get_settings
-from bot.database import Base, get_engine, make_engine, session_scope, upgrade_schema
-from bot.messages import Option
 from bot.models import import_all_models
-from bot.outbox import service, worker
-from bot.outbox.models import OutboxMessage
-from bot.outbox.senders import RetryLater, Undeliverable
-from bot.outbox.worker import OutboxWorker, deliver_due
+from core.clock import utc
+from core.database import Base, get_engine, make_engine, session_scope, upgrade_schema
+from core.messages import Option
+from core.outbox import service, worker
+from core.outbox.models import OutboxMessage
+from core.outbox.senders import RetryLater, Undeliverable
+from core.outbox.worker import OutboxWorker, deliver_due
+from core.settings import get_settings
 from tests.conftest import clear_process_caches
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -304,7 +304,7 @@ def test_deliver_due_records_every_outcome_and_finishes_the_batch(outbox_db, cap
     )
     busy, blocked, boom, fine = (add(text) for text in ("busy", "blocked", "boom", "fine"))
     orphan = add("no channel", channel="line")
-    with caplog.at_level(logging.WARNING, logger="bot.outbox.worker"):
+    with caplog.at_level(logging.WARNING, logger="core.outbox.worker"):
         assert deliver_due(senders={"wechat": sender}, now=T0) == 4
     assert sender.texts() == ["busy", "blocked", "boom", "fine"]
     assert (fetch(busy).status, fetch(busy).last_error) == ("pending", "rate limited")
@@ -358,7 +358,7 @@ def test_worker_survives_database_errors(outbox_db, monkeypatch, caplog):
     sender = RecordingSender()
     add("after the outage", now=None)
     outbox_worker = OutboxWorker({"wechat": sender}, poll_seconds=0.02)
-    with caplog.at_level(logging.ERROR, logger="bot.background"):
+    with caplog.at_level(logging.ERROR, logger="core.background"):
         outbox_worker.start()
         try:
             assert wait_until(lambda: sender.texts() == ["after the outage"])

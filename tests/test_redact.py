@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.redact import mask
+from core.redact import mask
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,11 @@
 import pytest
 
 from bot.bootstrap import make_router, prepare_database
-from bot.conversation import service as conversation_service
-from bot.database import session_scope
-from bot.messages import IncomingMessage
-from bot.session import SessionState, load, save
-from bot.store import MemoryStore
+from core.conversation import service as conversation_service
+from core.conversation.state import SessionState, load, save
+from core.database import session_scope
+from core.messages import IncomingMessage
+from core.store import MemoryStore
 
 
 class FakeClock:
@@ -222,7 +222,7 @@ def test_every_turn_is_recorded(router):
 
 
 def test_too_many_messages_get_a_polite_pause_and_are_still_recorded(app_env):
-    from bot.router import THROTTLED_TEXT
+    from handlers.router import THROTTLED_TEXT
 
     prepare_database()
     limited = make_router(store=MemoryStore())

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from bot.store import MemoryStore
+from core.store import MemoryStore
 
 TTL = 0.2
 PAST_TTL = 0.4

@@ -15,16 +15,16 @@ from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.bootstrap import make_router, prepare_database
-from bot.channels.telegram import bot as telegram_bot
+from bot.channels.telegram import inbound as telegram_bot
 from bot.channels.telegram import views
 from bot.channels.telegram.render import MAX_CALLBACK_BYTES, option_number, render, split_text, utf16_len
 from bot.channels.telegram.sender import TelegramSender
-from bot.conversation.models import ConversationTurn
-from bot.database import get_sessionmaker, session_scope
-from bot.messages import IncomingMessage
-from bot.outbox.models import SENT, OutboxMessage
-from bot.outbox.senders import RetryLater, Undeliverable
-from bot.store import MemoryStore
+from core.conversation.models import ConversationTurn
+from core.database import get_sessionmaker, session_scope
+from core.messages import IncomingMessage
+from core.outbox.models import SENT, OutboxMessage
+from core.outbox.senders import RetryLater, Undeliverable
+from core.store import MemoryStore
 from tests.conftest import SHARED, clear_process_caches
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
@@ -145,7 +145,7 @@ def without_ticket_number(text: str) -> str:
 
 
 def deliver(sender: TelegramSender) -> int:
-    from bot.outbox.worker import deliver_due
+    from core.outbox.worker import deliver_due
 
     return deliver_due(senders={"telegram": sender})
 
@@ -287,11 +287,11 @@ def test_failed_handling_answers_500_and_the_redelivery_is_handled(client, monke
     real_answer = telegram_bot.answer
     calls = []
 
-    def flaky(message, *, key):
+    def flaky(router, message, *, key):
         calls.append(key)
         if len(calls) == 1:
             raise RuntimeError("database went away")
-        return real_answer(message, key=key)
+        return real_answer(router, message, key=key)
 
     monkeypatch.setattr(telegram_bot, "answer", flaky)
     update = text_update(5150, "你好")
@@ -472,7 +472,7 @@ def test_polling_handles_queued_updates_and_delivers(telegram_env, sender):
     fake = telegram_env
     fake.queue_update(text_update(700, "你好", chat_id=31337))
     fake.queue_update(text_update(701, "2", chat_id=31337))
-    application = telegram_bot.build_application(polling=True)
+    application = telegram_bot.build_application(router=make_router(), polling=True)
     loop = asyncio.new_event_loop()
     done = threading.Event()
 
@@ -480,7 +480,11 @@ def test_polling_handles_queued_updates_and_delivers(telegram_env, sender):
         asyncio.set_event_loop(loop)
         try:
             telegram_bot.run_polling(
-                application=application, senders={"telegram": sender}, stop_signals=None, close_loop=False
+                router=application.bot_data[telegram_bot.ROUTER_KEY],
+                application=application,
+                senders={"telegram": sender},
+                stop_signals=None,
+                close_loop=False,
             )
         finally:
             done.set()

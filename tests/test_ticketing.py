@@ -16,29 +16,19 @@ from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
 from bot.bootstrap import prepare_database
-from bot.clock import utc
-from bot.config import get_settings
-from bot.conversation import service as conversation_service
-from bot.database import Base, get_engine, session_scope
-from bot.merchants import service as merchant_service
-from bot.merchants.models import ChatBinding
-from bot.messages import IncomingMessage, Reply
+from bot.cli import user_app
 from bot.models import import_all_models
-from bot.outbox.models import OutboxMessage
-from bot.outbox.senders import RetryLater, Undeliverable
+from core.clock import utc
+from core.conversation import service as conversation_service
+from core.database import Base, get_engine, session_scope
+from core.messages import IncomingMessage, Reply
+from core.outbox.models import OutboxMessage
+from core.outbox.senders import RetryLater, Undeliverable
+from core.settings import get_settings
+from merchants import service as merchant_service
+from merchants.models import ChatBinding
 from ticketing import assignment, flows, queue, replies, rules, service, sla, staff
-from ticketing.cli import user_app
-from ticketing.models import (
-    ASSIGNED,
-    CLOSED,
-    NEW,
-    RESOLVED,
-    WAITING,
-    StaffUser,
-    Ticket,
-    TicketEvent,
-    TicketMessage,
-)
+from ticketing.models import ASSIGNED, CLOSED, NEW, RESOLVED, WAITING, StaffUser, Ticket, TicketEvent, TicketMessage
 from ticketing.webhook import WebhookSender
 
 SH = ZoneInfo("Asia/Shanghai")

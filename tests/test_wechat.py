@@ -15,14 +15,14 @@ from sqlalchemy import select
 from wechatpy.crypto import WeChatCrypto
 
 from bot.channels.wechat import inbound, render, views
-from bot.channels.wechat.client import TokenCache, WeChatSender, kf_unavailable, kf_unavailable_key, token_key
-from bot.config import Settings, get_settings
-from bot.database import session_scope
-from bot.messages import IncomingMessage, Option, Reply
-from bot.outbox.models import SENT, OutboxMessage
-from bot.outbox.senders import RetryLater, Undeliverable
-from bot.outbox.worker import deliver_due
-from bot.store import MemoryStore, get_store
+from bot.channels.wechat.sender import TokenCache, WeChatSender, kf_unavailable, kf_unavailable_key, token_key
+from core.database import session_scope
+from core.messages import IncomingMessage, Option, Reply
+from core.outbox.models import SENT, OutboxMessage
+from core.outbox.senders import RetryLater, Undeliverable
+from core.outbox.worker import deliver_due
+from core.settings import Settings, get_settings
+from core.store import MemoryStore, get_store
 from tests.conftest import SHARED, clear_process_caches
 from tests.fakes.tencent import FakeTencent
 
@@ -83,28 +83,28 @@ def wechat_env(monkeypatch, tmp_path) -> Iterator[None]:
 
 
 @pytest.fixture
-def router(monkeypatch) -> FakeRouter:
-    fake = FakeRouter()
-    monkeypatch.setattr(inbound, "get_router", lambda: fake)
-    return fake
+def router() -> FakeRouter:
+    return FakeRouter()
 
 
-def small_app() -> FastAPI:
+def small_app(router: FakeRouter | None = None) -> FastAPI:
+    """The WeChat routes alone, answering through `router`."""
     app = FastAPI()
+    app.state.message_router = router
     app.include_router(views.router)
     return app
 
 
-def full_app() -> FastAPI:
-    """The real application (its outbox worker off: tests deliver explicitly)."""
+def full_app(router: FakeRouter | None = None) -> FastAPI:
+    """The real application (its outbox worker off: tests deliver explicitly), with `router` when given."""
     from bot.app import create_app
 
-    return create_app()
+    return create_app(message_router=router)
 
 
 @pytest.fixture
 def client(wechat_env, router) -> Iterator[TestClient]:
-    with TestClient(small_app()) as test_client:
+    with TestClient(small_app(router)) as test_client:
         yield test_client
 
 
@@ -346,7 +346,7 @@ def test_tencent_encrypted_vectors(wechat_env, router, monkeypatch, name):
     )
     q = vector["query"]
     params = q | {"signature": sign(vector["token"], q["timestamp"], q["nonce"]), "openid": "o"}
-    response = TestClient(small_app()).post("/wechat", params=params, content=(FIXTURES / name).read_bytes())
+    response = TestClient(small_app(router)).post("/wechat", params=params, content=(FIXTURES / name).read_bytes())
     assert router.texts == ["abcdteT"]
     assert router.calls[0].message_id == "6054768590064713728"
     crypto = WeChatCrypto(vector["token"], vector["encoding_aes_key"], vector["appid"])
@@ -514,7 +514,7 @@ def outbox_env(app_env, monkeypatch, router, fake_tencent) -> Iterator[TestClien
     from bot.bootstrap import prepare_database
 
     prepare_database()
-    with TestClient(small_app()) as test_client:
+    with TestClient(small_app(router)) as test_client:
         yield test_client
 
 
@@ -707,7 +707,7 @@ def test_serve_delivers_slow_replies_with_its_own_outbox_worker(app_env, monkeyp
     )
     router.delay = 0.8
     router.make = lambda text: Reply(text="稍后送达的答案", intent="answer")
-    with TestClient(full_app()) as client:
+    with TestClient(full_app(router)) as client:
         assert is_ack(post(client, text_push("一个慢问题", msg_id=4242)))
         sent = wait_for(lambda: fake_tencent.texts(), timeout=10)
     assert sent == ["稍后送达的答案"]

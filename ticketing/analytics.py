@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.config import get_settings
-from bot.conversation.models import ConversationTurn
+from core.clock import utc
+from core.conversation.models import ConversationTurn
+from core.settings import get_settings
 from knowledge import unanswered
 from ticketing.models import Ticket
 

@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.database import dialect_insert
+from core.clock import utc
+from core.database import dialect_insert
 from ticketing import service
 from ticketing.models import (
     ACTIVE,

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import metrics
-from bot.background import BatchWorker
-from bot.clock import utc
-from bot.config import get_settings
-from bot.database import session_scope
+from core import metrics
+from core.background import BatchWorker
+from core.clock import utc
+from core.database import session_scope
+from core.settings import get_settings
 from ticketing import assignment, replies, service, sla, staff
 from ticketing.models import ACTIVE, RESOLVED, StaffUser, Ticket
 

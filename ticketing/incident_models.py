@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.database import Base
+from core.database import Base
 
 OPEN = "open"
 CLOSED = "closed"

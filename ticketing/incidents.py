@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.background import BatchWorker
-from bot.clock import utc
-from bot.config import get_settings
-from bot.conversation.models import ConversationTurn
-from bot.database import session_scope
-from bot.outbox import service as outbox_service
+from core.background import BatchWorker
+from core.clock import utc
+from core.conversation.models import ConversationTurn
+from core.database import session_scope
+from core.outbox import service as outbox_service
+from core.settings import get_settings
 from ticketing import service as ticket_service
 from ticketing.incident_models import CLOSED, OPEN, Incident, IncidentIdentity, IncidentTicket
 from ticketing.models import Ticket

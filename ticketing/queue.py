@@ -8,21 +8,11 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.merchants.models import Merchant
+from core.clock import utc
+from merchants.models import Merchant
 from ticketing import replies, service
 from ticketing.assignment import PRIORITY_RANK
-from ticketing.models import (
-    ACTIVE,
-    ASSIGNED,
-    NEW,
-    STATES,
-    StaffUser,
-    Ticket,
-    TicketEvent,
-    TicketNote,
-    TicketTag,
-)
+from ticketing.models import ACTIVE, ASSIGNED, NEW, STATES, StaffUser, Ticket, TicketEvent, TicketNote, TicketTag
 from ticketing.service import ReplyWindow, reply_window
 from ticketing.sla import SlaStatus, calendar_from_settings, policy_from_settings, sla_status
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.merchants.models import Merchant
-from bot.outbox.models import OutboxMessage
+from core.clock import utc
+from core.outbox.models import OutboxMessage
+from merchants.models import Merchant
 from ticketing import assignment, service
 from ticketing.models import (
     ACTIVE,

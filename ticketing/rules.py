@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.config import get_settings
+from core.settings import get_settings
 from knowledge.models import FaqEntry
 from ticketing.models import COMPLAINT, GENERAL, HIGH, INVOICE, NORMAL, PRIORITIES, URGENT
 from ticketing.sla import BusinessCalendar, calendar_from_settings

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.config import get_settings
-from bot.conversation import service as conversation_service
-from bot.merchants import service as merchant_service
-from bot.outbox import service as outbox_service
+from core.clock import utc
+from core.conversation import service as conversation_service
+from core.outbox import service as outbox_service
+from core.settings import get_settings
+from merchants import service as merchant_service
 from ticketing import rules
 from ticketing.models import (
     ACTIVE,

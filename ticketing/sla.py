@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.config import get_settings
-from bot.outbox import service as outbox_service
+from core.clock import utc
+from core.outbox import service as outbox_service
+from core.settings import get_settings
 from ticketing.models import ASSIGNED, NEW, PRIORITIES, PRIORITY_LABELS, WAITING, Ticket, TicketEvent
 
 logger = logging.getLogger(__name__)

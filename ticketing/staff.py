@@ -9,8 +9,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.clock import utc
-from bot.config import get_settings
+from core.clock import utc
+from core.settings import get_settings
 from ticketing.models import ROLE_AGENT, ROLES, StaffUser
 from ticketing.service import record_event
 

@@ -5,8 +5,8 @@ from typing import Any
 
 import httpx
 
-from bot.config import get_settings
-from bot.outbox.senders import RetryLater, Undeliverable
+from core.outbox.senders import RetryLater, Undeliverable
+from core.settings import get_settings
 from ticketing.sla import WEBHOOK_CHANNEL
 
 RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)

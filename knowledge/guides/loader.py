@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
+from core.text import fold
 from knowledge.guides.models import TARGETS, Guide, GuideError, GuideOption, GuideStep, Problem
-from knowledge.text import fold
 
 log = logging.getLogger(__name__)
 

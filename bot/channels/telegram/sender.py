@@ -13,24 +13,16 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    Forbidden,
-    InvalidToken,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-)
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.render import Outgoing, render
-from bot.config import get_settings
-from bot.outbox.senders import DeliveryError, RetryLater, Undeliverable
-from bot.store import Store, get_store
+from core.outbox.senders import DeliveryError, RetryLater, Undeliverable
+from core.settings import get_settings
+from core.store import Store, get_store
 
 log = logging.getLogger(__name__)
 

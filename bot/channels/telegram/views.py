@@ -12,11 +12,11 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
 from telegram import Update
 from telegram.ext import Application
 
-from bot.channels.telegram import bot as telegram_bot
-from bot.config import get_settings
-from bot.deps import read_body
-from bot.redact import mask
-from bot.store import get_store
+from bot.channels.telegram import inbound
+from core.redact import mask
+from core.settings import get_settings
+from core.store import get_store
+from core.web import read_body
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ STATE_KEY = "telegram_application"
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build and initialise the PTB Application when a bot token is configured; shut it down on exit."""
-    application = telegram_bot.build_application() if get_settings().telegram_bot_token else None
+    settings = get_settings()
+    message_router = app.state.message_router
+    application = inbound.build_application(router=message_router) if settings.telegram_bot_token else None
     setattr(app.state, STATE_KEY, application)
     if application is not None:
         try:
@@ -96,7 +98,7 @@ async def webhook(
     if not await asyncio.to_thread(store.add, seen, "1", ttl=SEEN_SECONDS):
         log.info("telegram: dropping repeated update %s", update.update_id)
         return Response(status_code=status.HTTP_200_OK)
-    if not await telegram_bot.process(application, update):
+    if not await inbound.process(application, update):
         await asyncio.to_thread(store.delete, seen)  # let Telegram's redelivery try again
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "update not handled")
     return Response(status_code=status.HTTP_200_OK)

@@ -19,15 +19,15 @@ from typing import Any
 
 from wechatpy.messages import BaseMessage
 
-from bot.bootstrap import get_router
 from bot.channels.wechat import CHANNEL
-from bot.channels.wechat.client import kf_unavailable
 from bot.channels.wechat.render import PASSIVE_LIMIT_BYTES, reply_text, split_passive, text_xml, truncate
-from bot.config import get_settings
-from bot.database import session_scope
-from bot.messages import IncomingMessage, Reply
-from bot.outbox.service import cancel_unsent, enqueue, make_payload, replace_unsent
-from bot.store import Store, best_effort, get_store
+from bot.channels.wechat.sender import kf_unavailable
+from core.database import session_scope
+from core.messages import IncomingMessage, Reply
+from core.outbox.service import cancel_unsent, enqueue, make_payload, replace_unsent
+from core.settings import get_settings
+from core.store import Store, best_effort, get_store
+from handlers.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def passive_xml(message: BaseMessage, text: str) -> str:
     return text_xml(to_user=message.source, from_user=message.target, content=text)
 
 
-async def respond(message: BaseMessage, *, deadline: float) -> str | None:
+async def respond(message: BaseMessage, *, router: Router, deadline: float) -> str | None:
     """The plaintext XML to answer a push with, or None to answer "success"; `deadline` is a monotonic time."""
     action = plan(message)
     if action.static is not None:
@@ -128,6 +128,7 @@ async def respond(message: BaseMessage, *, deadline: float) -> str | None:
     if not best_effort(lambda: store.add(key, "1", ttl=CLAIM_SECONDS), True, what="wechat retry de-duplication"):
         return await _await_first(store, key, deadline)
     job = _Job(
+        router=router,
         store=store,
         key=key,
         message=message,
@@ -157,6 +158,7 @@ async def _await_first(store: Store, key: str, deadline: float) -> str | None:
 class _Job:
     """One claimed push: the router runs in a worker thread; the request and the thread agree on who answers."""
 
+    router: Router
     store: Store
     key: str
     message: BaseMessage
@@ -213,7 +215,7 @@ class _Job:
 
     def _route_and_deliver(self) -> None:
         """Route, then answer passively (rest via the outbox) or, when late, all via the outbox."""
-        reply = _route(self.incoming)
+        reply = _route(self.router, self.incoming)
         if reply.silent:  # a person is handling the conversation: acknowledge, send nothing
             with self.lock:
                 self.silent = not self.late
@@ -255,11 +257,11 @@ class _Job:
             log.debug("wechat request loop closed before the reply for %s was ready", self.key)
 
 
-def _route(incoming: IncomingMessage) -> Reply:
+def _route(router: Router, incoming: IncomingMessage) -> Reply:
     """The router's reply, or an apology when it fails."""
     try:
         with session_scope() as db_session:
-            return get_router().handle(incoming, db_session=db_session)
+            return router.handle(incoming, db_session=db_session)
     except Exception:
         log.exception("router failed on wechat message %s", incoming.message_id)
         return Reply(text=ERROR_REPLY, intent="fallback")

@@ -5,7 +5,7 @@ from typing import Any
 
 from wechatpy.replies import TextReply
 
-from bot.messages import Reply
+from core.messages import Reply
 
 # Passive replies are limited to 2048 UTF-8 bytes (community-sourced, see channels.md A4).
 PASSIVE_LIMIT_BYTES = 2048

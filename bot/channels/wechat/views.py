@@ -13,9 +13,10 @@ from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.messages import BaseMessage
 
+from bot.channels import MessageRouter
 from bot.channels.wechat import inbound
-from bot.config import Settings, get_settings
-from bot.deps import read_body
+from core.settings import Settings, get_settings
+from core.web import read_body
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def verify_url(signature: Param = "", timestamp: Param = "", nonce: Param = "", 
 @router.post("")
 async def receive(
     request: Request,
+    message_router: MessageRouter,
     signature: Param = "",
     timestamp: Param = "",
     nonce: Param = "",
@@ -122,7 +124,9 @@ async def receive(
         log.warning("wechat push ignored (%s: %s), openid=%s", type(exc).__name__, exc, openid or "-")
         return PlainTextResponse(SUCCESS)
     try:
-        reply = await inbound.respond(message, deadline=started + settings.wechat_reply_budget_seconds)
+        reply = await inbound.respond(
+            message, router=message_router, deadline=started + settings.wechat_reply_budget_seconds
+        )
     except Exception:
         log.exception("wechat push handling failed")
         reply = None

@@ -1,0 +1,29 @@
+"""The staff web console as one unit: its routers, static files and error pages, installed on the app."""
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from console import admin, auth, faq, insights, tickets, tools, unanswered
+from console.csrf import csrf_protect
+from console.errors import ConsoleError
+from console.identity import require_admin
+from console.pages import BASE
+from console.templating import STATIC_DIR, error_page
+
+# Admin pages about the knowledge base and insights, under /console/admin (admins only; every POST needs the CSRF
+# token): FAQ editor, versions, import/export, try a question, unanswered questions, guides, analytics, incidents.
+knowledge_router = APIRouter(
+    prefix=BASE, tags=["console-admin"], dependencies=[Depends(require_admin), Depends(csrf_protect)]
+)
+for module in (tools, faq, unanswered, insights):  # the fixed /faq/... paths (export, import, try) before /faq/{id}
+    knowledge_router.include_router(module.router)
+
+
+def install(app: FastAPI) -> None:
+    """Add the console's routes (login, agent pages, admin pages), its static files and its error pages to `app`."""
+    app.add_exception_handler(ConsoleError, error_page)
+    app.include_router(auth.router)
+    app.include_router(tickets.router)
+    app.include_router(admin.router)
+    app.include_router(knowledge_router)
+    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console_static")

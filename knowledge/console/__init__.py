@@ -1,1 +1,0 @@
-"""Admin console pages for the knowledge base, unanswered questions, guides, analytics and incidents."""
