@@ -22,7 +22,7 @@ from invoices import service as invoice_service
 from invoices.explain import LABELS as INVOICE_LABELS
 from knowledge.models import FaqEntry
 from merchants import service as merchant_service
-from ticketing import assignment, incidents, queue, replies, service
+from ticketing import assignment, incidents, labels, lifecycle, queue, replies, service
 from ticketing import staff as staff_service
 from ticketing.models import ACTIVE, PRIORITIES, ROLE_ADMIN, STATES, StaffUser, Ticket
 from ticketing.service import TicketError, TicketNotFound
@@ -295,7 +295,7 @@ def note(
     return _act(
         request,
         db_session,
-        lambda: service.add_note(db_session=db_session, ticket_id=ticket_id, author_id=user.id, text=text),
+        lambda: labels.add_note(db_session=db_session, ticket_id=ticket_id, author_id=user.id, text=text),
         "备注已添加",
         _ticket_path(ticket_id),
     )
@@ -311,7 +311,7 @@ def tags(
     return _act(
         request,
         db_session,
-        lambda: service.set_tags(db_session=db_session, ticket_id=ticket_id, tags=wanted, actor_id=user.id),
+        lambda: labels.set_tags(db_session=db_session, ticket_id=ticket_id, tags=wanted, actor_id=user.id),
         "标签已更新",
         _ticket_path(ticket_id),
     )
@@ -363,12 +363,12 @@ def transfer(
 # Actions only the holder (or any agent while unassigned, or an admin) may take: path segment → (service, done).
 HOLDER_ACTIONS: dict[str, tuple[Callable[..., Any], str]] = {
     "release": (assignment.release, "工单已退回队列"),
-    "resolve": (service.resolve, "工单已标记为已解决，已邀请商户评分"),
-    "close": (service.close, "工单已关闭"),
-    "reopen": (service.reopen, "工单已重新打开"),
-    "wait": (service.wait_for_merchant, "已标记为等待商户回复，SLA 计时暂停"),
-    "resume": (service.resume, "已恢复处理，SLA 继续计时"),
-    "hand-back": (service.hand_back_to_bot, "已转回智能助手，并已通知商户"),
+    "resolve": (lifecycle.resolve, "工单已标记为已解决，已邀请商户评分"),
+    "close": (lifecycle.close, "工单已关闭"),
+    "reopen": (lifecycle.reopen, "工单已重新打开"),
+    "wait": (lifecycle.wait_for_merchant, "已标记为等待商户回复，SLA 计时暂停"),
+    "resume": (lifecycle.resume, "已恢复处理，SLA 继续计时"),
+    "hand-back": (lifecycle.hand_back_to_bot, "已转回智能助手，并已通知商户"),
 }
 
 
@@ -405,7 +405,7 @@ def priority(
     return _act(
         request,
         db_session,
-        lambda: service.set_priority(db_session=db_session, ticket_id=ticket_id, priority=priority, actor_id=user.id),
+        lambda: labels.set_priority(db_session=db_session, ticket_id=ticket_id, priority=priority, actor_id=user.id),
         "优先级已更新",
         _ticket_path(ticket_id),
     )
@@ -420,7 +420,7 @@ def category(
     return _act(
         request,
         db_session,
-        lambda: service.set_category(db_session=db_session, ticket_id=ticket_id, category=category, actor_id=user.id),
+        lambda: labels.set_category(db_session=db_session, ticket_id=ticket_id, category=category, actor_id=user.id),
         "分类已更新",
         _ticket_path(ticket_id),
     )

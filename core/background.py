@@ -3,7 +3,7 @@
 import logging
 import threading
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_IDLE_BACKOFF_SECONDS = 30.0
 
@@ -65,7 +65,7 @@ class BatchWorker:
         except Exception:
             self._failures += 1
             pause = min(MAX_IDLE_BACKOFF_SECONDS, max(self.poll_seconds, 0.1) * 2 ** min(self._failures, 10))
-            logger.exception("%s: batch failed; trying again in %.1f s", self.name, pause)
+            log.exception("%s: batch failed; trying again in %.1f s", self.name, pause)
             return pause
         self._failures = 0
         return 0.0 if taken >= self.limit else self.poll_seconds

@@ -2,11 +2,12 @@
 
 import re
 
-from core.identifiers import check_taxpayer_id, find_taxpayer_id
+from core.identifiers import InvoiceRef, check_taxpayer_id, find_taxpayer_id
 from core.messages import Option, Reply
 from core.redact import mask
 from core.settings import get_settings
-from core.text import clean, fold
+from core.text import clean
+from handlers import invoice, payloads
 from handlers.turn import Turn
 from invoices import watches
 from merchants import service as merchants
@@ -26,23 +27,59 @@ ASK = (
 REJECTED = (
     "税号或绑定码不正确，或绑定码已过期、已被使用。请核对后重新发送；如需新的绑定码，请联系贵司管理员或回复“转人工”。"
 )
-MENU_OPTION = Option("绑定企业", "intent:bind")
 
 
-def wants_bind(text: str) -> bool:
+def wants_bind(turn: Turn) -> bool:
     """True for "绑定", "我要绑定企业", or a message that starts with 绑定 followed by the details."""
-    return bool(_BIND.match(fold(text))) and not wants_status(text)
+    return bool(_BIND.match(turn.folded)) and not wants_status(turn)
 
 
-def wants_unbind(text: str) -> bool:
+def wants_unbind(turn: Turn) -> bool:
     """True for "解绑", "解除绑定"."""
-    return bool(_UNBIND.match(fold(text)))
+    return bool(_UNBIND.match(turn.folded))
 
 
-def wants_status(text: str) -> bool:
+def wants_status(turn: Turn) -> bool:
     """True for "我的绑定", "绑定状态"."""
-    folded = fold(text)
-    return bool(_STATUS.match(folded)) or folded in ("我的绑定", "我的企业")
+    return bool(_STATUS.match(turn.folded)) or turn.folded in ("我的绑定", "我的企业")
+
+
+def on_text(turn: Turn) -> Reply | None:
+    """Binding asked for in words (解绑, 绑定状态, 绑定, or the taxpayer id and code the bot asked for); None for
+    anything else. The wait for binding details lasts one message."""
+    awaiting, turn.state.awaiting = turn.state.awaiting, None
+    if wants_unbind(turn):
+        return confirm_unbind(turn)
+    if wants_status(turn):
+        return status(turn)
+    if wants_bind(turn) or (awaiting == AWAITING and looks_like_details(turn.text)):
+        return bind(turn)
+    return None
+
+
+def on_option(turn: Turn) -> Reply | None:
+    """binding:unbind asks first, binding:unbind:yes unbinds, binding:keep keeps; None for anything else."""
+    args = turn.payload.args
+    if args == ("unbind",):
+        return confirm_unbind(turn)
+    if args == ("unbind", "yes"):
+        return unbind(turn)
+    if args == ("keep",):
+        return keep(turn)
+    return None
+
+
+def bind(turn: Turn) -> Reply:
+    """Bind this identity (or explain how); then look up the invoice the merchant asked about before binding."""
+    reply = start(turn)
+    pending = turn.state.pending_invoice
+    if not pending or not is_bound(turn):
+        return reply
+    turn.state.pending_invoice = None
+    ref = InvoiceRef(number=pending.get("number"), code=pending.get("code"))
+    found = invoice.status(turn, ref)
+    found.text = f"{reply.text}\n\n{found.text}"
+    return found
 
 
 def has_details(text: str) -> bool:
@@ -76,27 +113,27 @@ def start(turn: Turn) -> Reply:
         return status(turn)
     if looks_like_details(turn.text):
         return attempt(turn)
-    turn.session.awaiting = AWAITING
-    return Reply(text=ASK, intent="binding", options=[Option("转人工客服", "intent:handoff")])
+    turn.state.awaiting = AWAITING
+    return Reply(text=ASK, intent="binding", options=[payloads.HANDOFF])
 
 
 def attempt(turn: Turn) -> Reply:
     """Bind with the taxpayer id and code in the message."""
-    turn.session.awaiting = None
+    turn.state.awaiting = None
     upper = clean(turn.text).upper()
     raw_tax_id = find_taxpayer_id(upper)
     code_match = _CODE.search(_without_tax_id(upper))
     id_like = _ID_LIKE.search(upper)
     if raw_tax_id is None and id_like is not None and not check_taxpayer_id(id_like.group(0)).ok:
-        turn.session.awaiting = AWAITING
+        turn.state.awaiting = AWAITING
         problem = check_taxpayer_id(id_like.group(0)).problem
         return Reply(text=f"税号有误：{problem}。请核对后重新发送税号和绑定码。", intent="binding")
     if raw_tax_id is None or code_match is None:
-        turn.session.awaiting = AWAITING
+        turn.state.awaiting = AWAITING
         return Reply(text="没有识别到税号和8位绑定码。\n" + ASK, intent="binding")
     check = check_taxpayer_id(raw_tax_id)
     if not check.ok:
-        turn.session.awaiting = AWAITING
+        turn.state.awaiting = AWAITING
         return Reply(text=f"税号有误：{check.problem}。请核对后重新发送税号和绑定码。", intent="binding")
     settings = get_settings()
     result = merchants.bind(
@@ -117,12 +154,12 @@ def attempt(turn: Turn) -> Reply:
             intent="binding",
         )
     if result.outcome == "rejected":
-        turn.session.awaiting = AWAITING
-        return Reply(text=REJECTED, intent="binding", options=[Option("转人工客服", "intent:handoff")])
+        turn.state.awaiting = AWAITING
+        return Reply(text=REJECTED, intent="binding", options=[payloads.HANDOFF])
     return Reply(
         text=f"绑定成功！当前账号已绑定「{result.merchant.name}」。现在可以直接发送发票号码查询开票和交付状态。",
         intent="binding",
-        options=[Option("查询发票状态", "intent:invoice_lookup")],
+        options=[payloads.INVOICE_LOOKUP],
     )
 
 
@@ -132,13 +169,13 @@ def status(turn: Turn) -> Reply:
         db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
     )
     if binding is None:
-        return Reply(text="当前账号还没有绑定企业。" + ASK, intent="binding", options=[MENU_OPTION])
+        return Reply(text="当前账号还没有绑定企业。" + ASK, intent="binding", options=[payloads.BIND])
     merchant = merchants.get(db_session=turn.db_session, merchant_id=binding.merchant_id)
     tax_ids = "、".join(mask(t) for t in merchants.get_tax_ids(db_session=turn.db_session, merchant_id=merchant.id))
     return Reply(
         text=f"当前账号已绑定「{merchant.name}」（税号 {tax_ids}）。如需更换企业，请先解绑再重新绑定。",
         intent="binding",
-        options=[Option("查询发票状态", "intent:invoice_lookup"), Option("解除绑定", "binding:unbind")],
+        options=[payloads.INVOICE_LOOKUP, Option("解除绑定", payloads.make("binding", "unbind"))],
     )
 
 
@@ -148,11 +185,14 @@ def confirm_unbind(turn: Turn) -> Reply:
         db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
     )
     if binding is None:
-        return Reply(text="当前账号没有绑定企业，无需解绑。", intent="binding", options=[MENU_OPTION])
+        return Reply(text="当前账号没有绑定企业，无需解绑。", intent="binding", options=[payloads.BIND])
     return Reply(
         text="解绑后将无法查询该企业的发票，正在关注的发票也不再提醒。确定要解绑吗？",
         intent="binding",
-        options=[Option("确认解绑", "binding:unbind:yes"), Option("取消", "binding:keep")],
+        options=[
+            Option("确认解绑", payloads.make("binding", "unbind", "yes")),
+            Option("取消", payloads.make("binding", "keep")),
+        ],
     )
 
 

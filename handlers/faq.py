@@ -1,48 +1,67 @@
-"""FAQ answers, and the numbered choice offered when the matcher is between topics."""
+"""FAQ answers from the matcher: a confident match is answered (or its guide started), a close call offers the
+nearest topics as numbered choices, a miss falls back."""
 
-import re
-
+from core import metrics
 from core.messages import Option, Reply
-from core.text import fold
+from handlers import fallback, guide, payloads
 from handlers.turn import Turn
 from knowledge.matcher import MatchResult
 
-_CHINESE_ORDINALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_CHOICE = re.compile(
-    r"^(?:第|选|选择|选第|我选|就|要)?\s*([1-9]|[一二两三四五六七八九])\s*(?:个|条|项|号)?(?:吧|的|啊|呢)?$"
-)
+
+def match(turn: Turn) -> Reply:
+    """Answer from the matcher: the topic, a choice among the nearest ones, or the fallback."""
+    with metrics.MATCH_SECONDS.time():
+        result = turn.knowledge.matcher.match(turn.text)
+    if result.outcome == "answer":
+        return answer(turn, result.candidates[0].topic, result.confidence, result.choices())
+    if result.outcome == "clarify":
+        return clarify(turn, result)
+    return fallback.miss(turn, confidence=result.confidence, candidates=result.choices())
 
 
-def parse_choice(text: str, count: int) -> int | None:
-    """The 0-based option picked by a reply such as "2", "第二个" or "选3"; None when it is not a choice."""
-    folded = re.sub(r"[\s,，.。!！~～]", "", fold(text))
-    match = _CHOICE.match(folded)
-    if not match:
+def on_option(turn: Turn) -> Reply | None:
+    """faq:<topic>: answer the chosen topic; None when it is no longer in the knowledge base."""
+    topic = payloads.SEPARATOR.join(turn.payload.args)
+    if topic not in turn.knowledge.entries:
         return None
-    token = match.group(1)
-    number = int(token) if token.isdigit() else _CHINESE_ORDINALS[token]
-    return number - 1 if 1 <= number <= count else None
+    return answer(turn, topic, 1.0, chosen=True)
 
 
-def answer(turn: Turn, topic_id: str, confidence: float | None, candidates: list[str] | None = None) -> Reply:
+def answer(
+    turn: Turn, topic: str, confidence: float | None, candidates: list[str] | None = None, *, chosen: bool = False
+) -> Reply:
+    """Answer a topic: start its guide when it has one, else give the FAQ answer."""
+    topic_guide = turn.guides.get(topic)
+    if topic_guide is None:
+        return entry_answer(turn, topic, confidence, candidates)
+    in_progress = guide.current(turn)
+    if in_progress is None or chosen:
+        return guide.start(turn, topic_guide, confidence=confidence, candidates=candidates or [topic])
+    if in_progress[0].id == topic:
+        # The merchant repeats the problem being worked on: ask the current question again.
+        asked = guide.show(turn, lead="我们正在排查这个问题，请先回答下面这个问题：")
+        return asked or guide.start(turn, topic_guide, confidence=confidence, candidates=candidates or [topic])
+    # Another guided topic: answer it, keep the current guide, and offer to go through the other one.
+    reply = entry_answer(turn, topic, confidence, candidates)
+    reply.options = [*reply.options, guide.start_option(topic_guide)]
+    return reply
+
+
+def entry_answer(turn: Turn, topic: str, confidence: float | None, candidates: list[str] | None = None) -> Reply:
     """Answer with one FAQ entry."""
-    entry = turn.knowledge.entries[topic_id]
-    turn.session.last_topic = topic_id
-    turn.session.unsure_streak = 0
+    entry = turn.knowledge.entries[topic]
+    turn.state.last_topic = topic
+    turn.state.unsure_streak = 0
     return Reply(
-        text=entry.answer,
-        intent="answer",
-        topic=topic_id,
-        confidence=confidence,
-        candidates=candidates or [topic_id],
+        text=entry.answer, intent="answer", topic=topic, confidence=confidence, candidates=candidates or [topic]
     )
 
 
 def clarify(turn: Turn, result: MatchResult) -> Reply:
     """Offer the closest topics as numbered choices."""
     choices = result.choices()
-    options = [Option(turn.knowledge.entries[t].question, f"faq:{t}") for t in choices]
-    options.append(Option("都不是，转人工客服", "intent:handoff"))
+    options = [Option(turn.knowledge.entries[t].question, payloads.make("faq", t)) for t in choices]
+    options.append(Option("都不是，转人工客服", payloads.HANDOFF.payload))
     return Reply(
         text="我不太确定您问的是哪一个，请选择最接近的问题：",
         intent="clarify",

@@ -3,14 +3,19 @@
 import re
 
 from core.messages import Option, Reply
-from core.text import fold, units
+from core.text import units
+from handlers import payloads
 from handlers.turn import Turn
 
 MENU_OPTIONS = [
-    Option("常见问题（开票、作废、红冲、查验、登录等）", "menu:faq"),
-    Option("查询发票状态", "intent:invoice_lookup"),
-    Option("转人工客服", "intent:handoff"),
+    Option("常见问题（开票、作废、红冲、查验、登录等）", payloads.make("menu", "faq")),
+    payloads.INVOICE_LOOKUP,
+    payloads.HANDOFF,
 ]
+WELCOME = (
+    "您好，我是发票助手，可以回答开票、作废、红冲、查验、登录等问题，帮您查发票状态，或转人工客服。"
+    "请直接描述您的问题，例如“开票提示服务器繁忙怎么办”。"
+)
 
 _GREETING = re.compile(
     r"^(你好|您好|哈喽|嗨|hi|hello|hey|在吗|在不在|有人吗|有人在吗|请问有人吗|早上好|上午好|中午好|下午好|晚上好|早|早安"
@@ -19,24 +24,18 @@ _GREETING = re.compile(
 )
 
 
-def is_greeting(text: str) -> bool:
+def is_greeting(turn: Turn) -> bool:
     """True when the message is only a greeting, thanks or a request for the menu."""
-    folded = fold(text)
-    return bool(units(folded)) and bool(_GREETING.match(folded))
+    return bool(units(turn.folded)) and bool(_GREETING.match(turn.folded))
 
 
-def handle(turn: Turn) -> Reply:
+def welcome(turn: Turn) -> Reply:
     """Welcome the merchant and show what the bot can do."""
-    return Reply(
-        text="您好，我是发票助手，可以回答开票、作废、红冲、查验、登录等问题，帮您查发票状态，或转人工客服。"
-        "请直接描述您的问题，例如“开票提示服务器繁忙怎么办”。",
-        intent="greeting",
-        options=list(MENU_OPTIONS),
-    )
+    return Reply(text=WELCOME, intent="greeting", options=list(MENU_OPTIONS))
 
 
 def faq_menu(turn: Turn) -> Reply:
-    """List the FAQ categories as a starting point."""
+    """How to ask, with examples of questions the bot answers (the menu:faq option)."""
     return Reply(
         text="请直接用一句话描述遇到的问题，最好带上系统的报错提示或错误代码，例如：\n"
         "· 开票提示“可用授信额度不足”\n· 数电发票怎么红冲\n· 登录电子税务局提示网络连接失败\n· 发票查验显示查无此票",

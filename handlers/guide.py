@@ -1,22 +1,18 @@
 """Troubleshooting guides in chat: ask a step, follow the chosen option, go back, restart, pause, resume, hand off."""
 
-import re
-from collections.abc import Mapping
-
-from rapidfuzz import fuzz, process
+import logging
 
 from core.conversation.state import GuideProgress
 from core.messages import Option, Reply
-from core.text import fold, units
-from handlers import faq, handoff
+from handlers import choices, greeting, handoff, payloads
 from handlers.turn import Turn
 from knowledge.guides import Guide, GuideOption, GuideStep
 
-Guides = Mapping[str, Guide]
+log = logging.getLogger(__name__)
 
-RESUME = Option("继续刚才的排查", "guide:resume")
-SOLVED = Option("解决了", "guide:done:yes")
-UNSOLVED = Option("还没解决", "guide:done:no")
+RESUME = Option("继续刚才的排查", payloads.make("guide", "resume"))
+SOLVED = Option("解决了", payloads.make("guide", "done", "yes"))
+UNSOLVED = Option("还没解决", payloads.make("guide", "done", "no"))
 FEEDBACK_QUESTION = "问题解决了吗？"
 DONE_STEP = "done"  # path entries with this step record the answer to FEEDBACK_QUESTION
 HINT = "（可回复：返回 / 重来 / 退出 / 转人工）"
@@ -24,8 +20,6 @@ STALE = "这个选项已经过期了，请按当前的问题选择："
 MAX_PATH = 40
 MAX_SUMMARY_CHARS = 120
 MAX_IDLE = 3  # replies to other questions before a paused guide is dropped
-# How close typed words must be to an option's label (rapidfuzz ratio, 0-100) to pick it.
-CHOICE_SIMILARITY = 80
 
 _COMMANDS = {
     "back": {"返回", "返回上一步", "上一步", "回到上一步", "退回", "后退", "back"},
@@ -33,55 +27,107 @@ _COMMANDS = {
     "exit": {"退出", "结束", "退出排查", "结束排查", "不用了", "算了", "取消", "quit", "exit"},
     "resume": {"继续", "继续排查", "继续刚才的排查", "接着排查", "回到排查", "resume"},
 }
-_YES = {"是", "是的", "是啊", "对", "对的", "对啊", "嗯", "嗯嗯", "有", "有的", "有啊", "能", "可以", "可以了"}
-_YES |= {"好了", "行了", "解决了", "已经解决了", "搞定了", "已经", "亮", "亮了", "ok", "yes"}
-_NO = {"否", "不", "不是", "不是啊", "不对", "没", "没有", "没有啊", "不能", "不行", "不可以", "还不行", "还是不行"}
-_NO |= {"没解决", "还没解决", "还没", "还没有", "没用", "no"}
-_YES_LABEL = ("是", "有", "能", "已", "对", "亮", "可以", "解决")
-_NO_LABEL = ("不", "没", "否", "未", "还没", "还是")
-_NUMBER = re.compile(r"^[0-9]+$")
 
 
 def option_payload(step_id: str, number: int) -> str:
     """The payload of a step's option (1-based number); short enough for Telegram's 64-byte callback data."""
-    return f"guide:{step_id}:{number}"
-
-
-def _squeeze(text: str) -> str:
-    """Folded text without punctuation or spaces."""
-    return "".join(units(fold(text)))
+    return payloads.make("guide", step_id, number)
 
 
 def command(text: str) -> str | None:
     """ "back", "restart", "exit" or "resume" when the message is one of those commands."""
-    squeezed = _squeeze(text)
+    squeezed = choices.squeeze(text)
     return next((name for name, words in _COMMANDS.items() if squeezed in words), None)
 
 
-def current(turn: Turn, guides: Guides) -> tuple[Guide, GuideProgress] | None:
+def current(turn: Turn) -> tuple[Guide, GuideProgress] | None:
     """The guide in progress and where; progress that no longer fits the shipped guides is dropped."""
-    progress = turn.session.guide
+    progress = turn.state.guide
     if progress is None:
         return None
-    guide = guides.get(progress.guide)
+    guide = turn.guides.get(progress.guide)
     if guide is None or guide.step(progress.step) is None:
-        turn.session.guide = None
+        turn.state.guide = None
         return None
     if progress.feedback and _chosen(guide, progress) is None:
         progress.feedback = False
     return guide, progress
 
 
-def is_active(turn: Turn, guides: Guides) -> bool:
+def is_active(turn: Turn) -> bool:
     """True when the last reply asked a guide's question (a number or words answer it)."""
-    found = current(turn, guides)
+    found = current(turn)
     return found is not None and not found[1].paused
 
 
-def is_paused(turn: Turn, guides: Guides) -> bool:
+def is_paused(turn: Turn) -> bool:
     """True when a guide waits to be resumed."""
-    found = current(turn, guides)
+    found = current(turn)
     return found is not None and found[1].paused
+
+
+def on_answer(turn: Turn) -> Reply | None:
+    """A message while a guide's question is open: the option it picks (by number, words or a yes/no), a command
+    (返回, 重来, 退出), a handoff with what the guide learned, or the question again for an answer that fits no option;
+    None for anything else (the guide pauses when the reply leaves it)."""
+    payload = pick(turn, turn.text)
+    if payload is not None:
+        return _follow(turn, payload)
+    reply = steer(turn, command(turn.text))
+    if reply is not None:
+        return reply
+    if handoff.wants_person(turn):
+        return hand_off(turn)
+    payload = pick_polar(turn, turn.text)
+    if payload is not None:
+        return _follow(turn, payload)
+    if choices.is_bare_answer(turn.text):
+        count = len(current_options(turn))
+        return show(turn, lead=f"请回复 1-{count} 的数字，选择最符合的一项：")
+    if greeting.is_greeting(turn):
+        return show(turn)
+    return None
+
+
+def on_command(turn: Turn) -> Reply | None:
+    """A command while a guide is paused: 继续 (or 返回) resumes it, 重来 restarts, 退出 ends it; None otherwise."""
+    typed = command(turn.text)
+    return steer(turn, "resume" if typed == "back" else typed)
+
+
+def on_option(turn: Turn) -> Reply:
+    """Carry out a guide option: guide:resume, guide:done:yes|no, guide:start:<guide> or guide:<step>:<number>."""
+    args = turn.payload.args
+    head, tail = (args[0], payloads.SEPARATOR.join(args[1:])) if args else ("", "")
+    if head == "resume":
+        return resume(turn)
+    if head == "done":
+        return feedback(turn, solved=tail == "yes")
+    if head == "start" and tail in turn.guides:
+        return start(turn, turn.guides[tail], confidence=1.0)
+    if tail.isdigit():
+        return choose(turn, head, int(tail))
+    log.info("stale guide option %s", turn.payload)
+    return resume(turn)
+
+
+def steer(turn: Turn, typed: str | None) -> Reply | None:
+    """Carry out a typed guide command (back, restart, exit, resume); None when there is none or no guide."""
+    if typed == "back":
+        return back(turn)
+    if typed == "restart":
+        return restart(turn)
+    if typed == "exit":
+        return leave(turn)
+    if typed == "resume" and current(turn) is not None:
+        return resume(turn)
+    return None
+
+
+def _follow(turn: Turn, payload: str) -> Reply:
+    """Carry out one of the current question's options (always a guide payload)."""
+    turn.payload = payloads.parse(payload)
+    return on_option(turn)
 
 
 def start(
@@ -94,12 +140,12 @@ def start(
     lead: str | None = None,
 ) -> Reply:
     """Begin a guide at its first step: the summary of the topic (or `lead`), then the first question."""
-    turn.session.guide = GuideProgress(guide.id, guide.start, path=list(path or []))
-    turn.session.last_topic = guide.id
-    turn.session.unsure_streak = 0
+    turn.state.guide = GuideProgress(guide.id, guide.start, path=list(path or []))
+    turn.state.last_topic = guide.id
+    turn.state.unsure_streak = 0
     return _ask(
         guide,
-        turn.session.guide,
+        turn.state.guide,
         lead=summary(turn, guide) if lead is None else lead,
         confidence=confidence,
         candidates=candidates,
@@ -113,25 +159,25 @@ def summary(turn: Turn, guide: Guide) -> str:
     return first if 0 < len(first) <= MAX_SUMMARY_CHARS else guide.intro
 
 
-def show(turn: Turn, guides: Guides, lead: str = "") -> Reply | None:
+def show(turn: Turn, lead: str = "") -> Reply | None:
     """Ask the current question again (and un-pause the guide); None without a guide."""
-    found = current(turn, guides)
+    found = current(turn)
     return None if found is None else _again(*found, lead=lead)
 
 
-def resume(turn: Turn, guides: Guides) -> Reply:
+def resume(turn: Turn) -> Reply:
     """Go back to the paused guide where the merchant left it."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return Reply(text="刚才的排查已经结束或超时了。请重新描述您遇到的问题，我再帮您一步步排查。", intent="fallback")
     return _again(*found, lead=f"好的，我们继续刚才的排查：{found[0].title}。")
 
 
-def choose(turn: Turn, guides: Guides, step_id: str, number: int) -> Reply:
+def choose(turn: Turn, step_id: str, number: int) -> Reply:
     """Follow option `number` (1-based) of step `step_id`: the next question, a fix, a handoff or another guide."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
-        return resume(turn, guides)
+        return resume(turn)
     guide, progress = found
     step = guide.steps[progress.step]
     if progress.feedback or step.id != step_id or not 1 <= number <= len(step.options):
@@ -146,72 +192,72 @@ def choose(turn: Turn, guides: Guides, step_id: str, number: int) -> Reply:
         progress.feedback = True
         return _ask(guide, progress)
     if option.handoff is not None:
-        return hand_off(turn, guides, note=option.handoff)
-    target = guides.get(option.guide or "")
+        return hand_off(turn, note=option.handoff)
+    target = turn.guides.get(option.guide or "")
     if target is None:
-        return hand_off(turn, guides, note=f"商户选择了“{option.label}”，需要人工继续排查。")
+        return hand_off(turn, note=f"商户选择了“{option.label}”，需要人工继续排查。")
     lead = f"好的，我们按“{target.title}”继续排查。\n{summary(turn, target)}"
     return start(turn, target, path=progress.path, lead=lead)
 
 
-def feedback(turn: Turn, guides: Guides, solved: bool) -> Reply:
+def feedback(turn: Turn, solved: bool) -> Reply:
     """After a fix: close the guide when it helped; otherwise go on where the guide says, or hand off."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
-        return resume(turn, guides)
+        return resume(turn)
     guide, progress = found
     if not progress.feedback:
         return _again(guide, progress, lead=STALE)
     option = _chosen(guide, progress)
     if solved:
-        turn.session.guide = None
+        turn.state.guide = None
         return Reply(text="太好了，问题解决了！还有其他问题可以直接问我。", intent="guide", topic=guide.id)
     _record(progress, [guide.id, DONE_STEP, UNSOLVED.label])
     progress.feedback = False
     if option is not None and option.unsolved is not None:
         progress.step = option.unsolved
         return _ask(guide, progress, lead="好的，我们继续排查。")
-    return hand_off(turn, guides, note="已按建议处理，问题仍未解决。")
+    return hand_off(turn, note="已按建议处理，问题仍未解决。")
 
 
-def back(turn: Turn, guides: Guides) -> Reply | None:
+def back(turn: Turn) -> Reply | None:
     """Go one question back (across a switch of guide too); None without a guide."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return None
     progress = found[1]
     if progress.feedback:
         progress.feedback = False
         progress.path.pop()
-        return show(turn, guides, lead="好的，回到上一步。")
+        return show(turn, lead="好的，回到上一步。")
     if not progress.path:
-        return show(turn, guides, lead="已经是第一步了。")
+        return show(turn, lead="已经是第一步了。")
     guide_id, step_id, _ = progress.path.pop()
     progress.guide = guide_id
     if step_id == DONE_STEP and progress.path:
         progress.step, progress.feedback = progress.path[-1][1], True
     else:
         progress.step = step_id
-    return show(turn, guides, lead="好的，回到上一步。")
+    return show(turn, lead="好的，回到上一步。")
 
 
-def restart(turn: Turn, guides: Guides) -> Reply | None:
+def restart(turn: Turn) -> Reply | None:
     """Start over from the first question of the guide the merchant began with; None without a guide."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return None
     guide, progress = found
-    first = guides.get(progress.path[0][0]) if progress.path else guide
+    first = turn.guides.get(progress.path[0][0]) if progress.path else guide
     first = first or guide
     return start(turn, first, lead=f"好的，我们从头开始排查：{first.title}。")
 
 
-def leave(turn: Turn, guides: Guides) -> Reply | None:
+def leave(turn: Turn) -> Reply | None:
     """End the guide at the merchant's request; None without a guide."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return None
-    turn.session.guide = None
+    turn.state.guide = None
     return Reply(
         text=f"好的，已结束“{found[0].title}”的排查。还有其他问题可以直接问我，需要人工帮助请回复“转人工”。",
         intent="guide",
@@ -219,16 +265,16 @@ def leave(turn: Turn, guides: Guides) -> Reply | None:
     )
 
 
-def hand_off(turn: Turn, guides: Guides, note: str | None = None) -> Reply:
+def hand_off(turn: Turn, note: str | None = None) -> Reply:
     """Hand off to a human with what the guide learned (a plain handoff without a guide)."""
-    learned = learned_so_far(turn, guides, note)
-    turn.session.guide = None
-    return handoff.handle(turn, learned)
+    learned = learned_so_far(turn, note)
+    turn.state.guide = None
+    return handoff.start(turn, learned)
 
 
-def learned_so_far(turn: Turn, guides: Guides, note: str | None = None) -> handoff.Learned | None:
+def learned_so_far(turn: Turn, note: str | None = None) -> handoff.Learned | None:
     """What the guide in progress found out: the questions answered, the fixes suggested, the conclusion."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return None
     guide, progress = found
@@ -237,7 +283,7 @@ def learned_so_far(turn: Turn, guides: Guides, note: str | None = None) -> hando
         if step_id == DONE_STEP:
             checked.append((FEEDBACK_QUESTION, label))
             continue
-        step = guides[guide_id].step(step_id) if guide_id in guides else None
+        step = turn.guides[guide_id].step(step_id) if guide_id in turn.guides else None
         if step is None:
             continue
         checked.append((step.text, label))
@@ -253,38 +299,28 @@ def learned_so_far(turn: Turn, guides: Guides, note: str | None = None) -> hando
     return handoff.Learned(guide.id, guide.title, note, tuple(checked), tuple(suggested), path)
 
 
-def pick(turn: Turn, guides: Guides, text: str) -> str | None:
+def pick(turn: Turn, text: str) -> str | None:
     """The payload of the current question's option a message picks by number or by its words."""
-    options = current_options(turn, guides)
+    options = current_options(turn)
     if not options:
         return None
-    number = faq.parse_choice(text, len(options))
+    number = choices.parse_choice(text, len(options))
     if number is not None:
         return options[number].payload
-    index = _by_words(text, [o.label for o in options])
+    index = choices.by_words(text, [o.label for o in options])
     return options[index].payload if index is not None else None
 
 
-def pick_polar(turn: Turn, guides: Guides, text: str) -> str | None:
+def pick_polar(turn: Turn, text: str) -> str | None:
     """The payload of the one yes-like or no-like option a short "是的" / "没有" answers, if there is one."""
-    squeezed = _squeeze(text)
-    prefixes = _YES_LABEL if squeezed in _YES else _NO_LABEL if squeezed in _NO else None
-    if prefixes is None:
-        return None
-    options = current_options(turn, guides)
-    fitting = [o for o in options if _polar(o.label) == prefixes]
-    return fitting[0].payload if len(fitting) == 1 else None
+    options = current_options(turn)
+    index = choices.by_yes_or_no(text, [o.label for o in options])
+    return options[index].payload if index is not None else None
 
 
-def looks_like_answer(text: str) -> bool:
-    """True for a bare number or yes/no that fits no option: the question is asked again, not routed elsewhere."""
-    squeezed = _squeeze(text)
-    return bool(_NUMBER.match(squeezed)) or squeezed in _YES or squeezed in _NO
-
-
-def current_options(turn: Turn, guides: Guides) -> list[Option]:
+def current_options(turn: Turn) -> list[Option]:
     """The options the guide's current question offers."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return []
     guide, progress = found
@@ -294,9 +330,9 @@ def current_options(turn: Turn, guides: Guides) -> list[Option]:
     return [Option(o.label, option_payload(step.id, n)) for n, o in enumerate(step.options, 1)]
 
 
-def offer_resume(turn: Turn, guides: Guides, reply: Reply) -> Reply:
+def offer_resume(turn: Turn, reply: Reply) -> Reply:
     """After a reply that left the guide: pause it and offer to resume (dropped after a few such replies)."""
-    found = current(turn, guides)
+    found = current(turn)
     if found is None:
         return reply
     progress = found[1]
@@ -305,7 +341,7 @@ def offer_resume(turn: Turn, guides: Guides, reply: Reply) -> Reply:
     progress.idle = progress.idle + 1 if progress.paused else 1
     progress.paused = True
     if progress.idle > MAX_IDLE:
-        turn.session.guide = None
+        turn.state.guide = None
         return reply
     if all(o.payload != RESUME.payload for o in reply.options):
         reply.options = [*reply.options, RESUME]
@@ -314,7 +350,7 @@ def offer_resume(turn: Turn, guides: Guides, reply: Reply) -> Reply:
 
 def start_option(guide: Guide) -> Option:
     """An option that starts a guide (offered when another guide is paused)."""
-    return Option("按步骤排查这个问题", f"guide:start:{guide.id}")
+    return Option("按步骤排查这个问题", payloads.make("guide", "start", guide.id))
 
 
 def _ask(
@@ -367,30 +403,3 @@ def _chosen(guide: Guide, progress: GuideProgress) -> GuideOption | None:
 
 def _option(step: GuideStep, label: str) -> GuideOption | None:
     return next((o for o in step.options if o.label == label), None)
-
-
-def _polar(label: str) -> tuple[str, ...] | None:
-    squeezed = _squeeze(label)
-    if squeezed.startswith(_NO_LABEL):
-        return _NO_LABEL
-    if squeezed.startswith(_YES_LABEL):
-        return _YES_LABEL
-    return None
-
-
-def _by_words(text: str, labels: list[str]) -> int | None:
-    """The label typed (exactly, nearly, or contained in a short message); None when unclear."""
-    typed = _squeeze(text)
-    if not typed:
-        return None
-    squeezed = [_squeeze(label) for label in labels]
-    if typed in squeezed:
-        return squeezed.index(typed)
-    best = process.extractOne(typed, squeezed, scorer=fuzz.ratio, score_cutoff=CHOICE_SIMILARITY)
-    if best is not None:
-        return best[2]
-    inside = [i for i, s in enumerate(squeezed) if len(s) >= 2 and s in typed and len(typed) <= len(s) + 8]
-    if len(inside) == 1:
-        return inside[0]
-    part_of = [i for i, s in enumerate(squeezed) if len(typed) >= 2 and typed in s]
-    return part_of[0] if len(part_of) == 1 else None

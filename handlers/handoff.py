@@ -1,17 +1,13 @@
-"""Hand the conversation to a human."""
+"""Hand the conversation to a person: open (or add to) its ticket and tell the merchant what happens next."""
 
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.messages import Reply
-from core.text import fold
 from handlers.turn import Turn
-from ticketing import service as tickets
+from ticketing import handoff as ticket_handoff
 
-_END = re.compile(
-    r"^(结束|结束人工|结束对话|结束服务|取消人工|取消转人工|不用人工了|不需要人工了|退出人工)[了啦吧。.!！]*$"
-)
 _HUMAN = re.compile(
     r"转人工|人工客服|人工服务|找人工|要人工|接人工|真人|人工|客服电话|联系客服|找客服|投诉|举报你们|"
     r"叫你们领导|找你们领导|不要机器人|别用机器人|机器人听不懂"
@@ -20,7 +16,7 @@ _HUMAN = re.compile(
 
 @dataclass(frozen=True)
 class Learned:
-    """What the bot found out before handing off: told to the merchant, kept in the session for the agent."""
+    """What the bot found out before handing off: told to the merchant, kept in the chat state for the agent."""
 
     topic: str
     title: str
@@ -44,7 +40,7 @@ class Learned:
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form for the session (and later the ticket)."""
+        """JSON form for the chat state (and later the ticket)."""
         data = asdict(self)
         data["checked"] = [list(pair) for pair in self.checked]
         data["suggested"] = list(self.suggested)
@@ -52,24 +48,19 @@ class Learned:
         return data
 
 
-def wants_human(text: str) -> bool:
+def wants_person(turn: Turn) -> bool:
     """True when the merchant asks for a person or complains."""
-    return bool(_HUMAN.search(fold(text)))
+    return bool(_HUMAN.search(turn.folded))
 
 
-def wants_bot(text: str) -> bool:
-    """True when the merchant ends the human conversation ("结束", "取消人工")."""
-    return bool(_END.match(fold(text)))
-
-
-def handle(turn: Turn, learned: Learned | None = None, *, opening: str | None = None) -> Reply:
+def start(turn: Turn, learned: Learned | None = None, *, opening: str | None = None) -> Reply:
     """Open (or add to) the conversation's ticket and tell the merchant its number, hours and what was recorded."""
-    turn.session.unsure_streak = 0
+    turn.state.unsure_streak = 0
     if opening is None:
         complaint = "投诉" in turn.text
         opening = "非常抱歉给您带来不便，您的投诉我们会认真处理。" if complaint else "好的，正在为您转接人工客服。"
     if learned is not None:
-        turn.session.handoff_note = learned.as_dict()
+        turn.state.handoff_note = learned.as_dict()
     ticket_text = _open_ticket(turn, learned)
     lines = [opening, ticket_text] if ticket_text else [opening]
     if learned is not None:
@@ -85,15 +76,15 @@ def _open_ticket(turn: Turn, learned: Learned | None) -> str | None:
     """Hand the conversation to people: the ticket's number and the business-hours promise."""
     if turn.db_session is None:
         return None
-    guide = asdict(turn.session.guide) if turn.session.guide is not None else None
-    handoff = tickets.open_for_handoff(
+    guide = asdict(turn.state.guide) if turn.state.guide is not None else None
+    handoff = ticket_handoff.open_for_handoff(
         db_session=turn.db_session,
         channel=turn.message.channel,
         user_id=turn.message.user_id,
         text=turn.message.text,
-        topic=learned.topic if learned else turn.session.last_topic,
+        topic=learned.topic if learned else turn.state.last_topic,
         learned=learned.as_dict() if learned else None,
         guide=guide,
-        invoice=turn.session.pending_invoice,
+        invoice=turn.state.pending_invoice,
     )
     return handoff.merchant_text

@@ -1,11 +1,11 @@
-"""Invoice lookup: recognise the request and the invoice number; status itself comes from a backend later."""
+"""Invoice lookup: recognise the request and the invoice number, check it, and give the status from the backend."""
 
 import re
 
 from core.identifiers import InvoiceRef, InvoiceScan
 from core.messages import Option, Reply
 from core.text import fold
-from handlers import binding
+from handlers import payloads
 from handlers.turn import Turn
 from invoices import explain, flows
 
@@ -17,6 +17,7 @@ _HOW_TO = re.compile(
     r"验|真伪|勾选|抵扣|认证|红冲|作废|怎么|如何|为什么|为啥|咋|能不能|能否|可以吗|吗|几次|提示|报错|失败|不了|不到|没有|无法|规则|流程|步骤|多久"
 )
 
+_MENTIONS = ("发票", "票号", "号码", "代码", "查询", "查一下")
 ASK_NUMBER = (
     "好的，我来帮您查发票状态。请发送发票号码：\n"
     "· 数电票：20位发票号码（如 25112000000012345678）\n"
@@ -24,13 +25,35 @@ ASK_NUMBER = (
 )
 
 
-RETYPE = Option("号码不对，重新输入", "intent:invoice_lookup")
+RETYPE = Option("号码不对，重新输入", payloads.INVOICE_LOOKUP.payload)
 
 
-def wants_lookup(text: str) -> bool:
-    """True when the merchant asks to check an invoice but gives no number, e.g. "我想查发票状态"."""
-    folded = fold(text)
-    return bool(_LOOKUP.search(folded)) and not _HOW_TO.search(_LOOKUP.sub("", folded))
+def names_invoice(turn: Turn) -> bool:
+    """True when the message carries an invoice number (right or wrong) that is meant as one."""
+    found = turn.scan
+    return found is not None and (found.ref is not None or any(word in turn.text for word in _MENTIONS))
+
+
+def on_number(turn: Turn) -> Reply:
+    """The invoice number in the message: its status, or what is wrong with it."""
+    return handle(turn, turn.scan)
+
+
+def wants_lookup(turn: Turn) -> bool:
+    """True when the merchant asks to check an invoice but gives no number, e.g. "我想查发票状态" (not when the
+    message quotes an on-screen error a guide covers, such as "查无此票")."""
+    folded = turn.folded
+    asks = bool(_LOOKUP.search(folded)) and not _HOW_TO.search(_LOOKUP.sub("", folded))
+    return asks and not any(error in folded for error in _guide_errors(turn))
+
+
+def ask_number(turn: Turn) -> Reply:
+    """Ask for the invoice number to look up."""
+    return handle(turn, None)
+
+
+def _guide_errors(turn: Turn) -> set[str]:
+    return {fold(error) for guide in turn.guides.values() for error in guide.errors}
 
 
 def handle(turn: Turn, invoice_scan: InvoiceScan | None) -> Reply:
@@ -68,22 +91,22 @@ def status(turn: Turn, ref: InvoiceRef) -> Reply:
     )
     heading = f"{ref.describe()} " + (f"发票代码 {ref.code} 号码 {ref.number}" if ref.code else f"号码 {ref.number}")
     if answer.kind == "unbound":
-        turn.session.pending_invoice = invoice
+        turn.state.pending_invoice = invoice
         return Reply(
             text=f"收到{heading}。为保护企业信息，查询发票状态需要先绑定企业（税号 + 绑定码），"
             "绑定后我会接着查这张发票。",
             intent="invoice_lookup",
             invoice=invoice,
-            options=[binding.MENU_OPTION, Option("转人工客服", "intent:handoff")],
+            options=[payloads.BIND, payloads.HANDOFF],
         )
-    watch_option = Option("帮我盯着这张发票", f"watch:add:{ref.code or ''}:{ref.number}")
+    watch_option = Option("帮我盯着这张发票", payloads.make("watch", "add", ref.code or "", ref.number))
     if answer.kind == "unavailable":
         return Reply(
             text=f"{heading}：发票系统暂时无法查询（对方系统繁忙或维护中），请稍后再试。"
             "我也可以帮您盯着这张发票，查到后第一时间通知您。",
             intent="invoice_lookup",
             invoice=invoice,
-            options=[watch_option, Option("转人工客服", "intent:handoff")],
+            options=[watch_option, payloads.HANDOFF],
         )
     if answer.kind == "not_found":
         return Reply(
@@ -91,7 +114,7 @@ def status(turn: Turn, ref: InvoiceRef) -> Reply:
             intent="invoice_lookup",
             topic="missing_query_no_record",
             invoice=invoice,
-            options=[watch_option, RETYPE, Option("转人工客服", "intent:handoff")],
+            options=[watch_option, RETYPE, payloads.HANDOFF],
         )
     record = answer.lookup.record
     explained = explain.explain(record)
@@ -100,7 +123,7 @@ def status(turn: Turn, ref: InvoiceRef) -> Reply:
         options.append(
             Option(f"查看：{turn.knowledge.entries[explained.topic].question}"[:20], f"faq:{explained.topic}")
         )
-    options.append(Option("转人工客服", "intent:handoff"))
+    options.append(payloads.HANDOFF)
     return Reply(
         text=f"{heading}\n{explained.text}\n{explain.freshness(answer.lookup)}{warning}",
         intent="invoice_lookup",

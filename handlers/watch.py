@@ -4,8 +4,7 @@ import re
 
 from core.messages import Option, Reply
 from core.settings import get_settings
-from core.text import fold
-from handlers import binding
+from handlers import payloads
 from handlers.turn import Turn
 from invoices import watches
 from invoices.flows import watch_label
@@ -14,16 +13,28 @@ from merchants import service as merchants
 _LIST = re.compile(r"^(查看|我的|所有)?(关注|提醒|盯着的发票|跟踪)(列表|的发票)?$|^(取消|停止)(关注|提醒|跟踪)")
 
 
-def wants_list(text: str) -> bool:
+def wants_list(turn: Turn) -> bool:
     """True for "我的关注", "关注列表", "取消提醒"."""
-    return bool(_LIST.match(fold(text)))
+    return bool(_LIST.match(turn.folded))
+
+
+def on_option(turn: Turn) -> Reply | None:
+    """watch:list, watch:add:<code>:<number>, watch:cancel:<id|all>; None for anything else."""
+    args = turn.payload.args
+    if args == ("list",):
+        return show(turn)
+    if len(args) == 3 and args[0] == "add" and args[2].isdigit():
+        return add(turn, args[1] or None, args[2])
+    if len(args) == 2 and args[0] == "cancel":
+        return cancel(turn, None if args[1] == "all" else int(args[1]) if args[1].isdigit() else -1)
+    return None
 
 
 def add(turn: Turn, code: str | None, number: str) -> Reply:
     """Start watching an invoice for this identity."""
     channel, user_id = turn.message.channel, turn.message.user_id
     if not merchants.tax_ids_for(db_session=turn.db_session, channel=channel, user_id=user_id):
-        return Reply(text="关注发票需要先绑定企业。", intent="invoice_watch", options=[binding.MENU_OPTION])
+        return Reply(text="关注发票需要先绑定企业。", intent="invoice_watch", options=[payloads.BIND])
     settings = get_settings()
     try:
         watches.add(
@@ -40,7 +51,7 @@ def add(turn: Turn, code: str | None, number: str) -> Reply:
         return Reply(
             text=f"您正在关注的发票已达 {watches.MAX_ACTIVE_PER_IDENTITY} 张上限，请先取消一些再添加。",
             intent="invoice_watch",
-            options=[Option("我的关注", "watch:list")],
+            options=[payloads.WATCH_LIST],
         )
     return Reply(
         text=f"好的，我会在接下来 {settings.watch_max_hours:g} 小时内定期帮您查询{watch_label(code, number)}，"
@@ -56,8 +67,8 @@ def show(turn: Turn) -> Reply:
     if not active:
         return Reply(text="您目前没有正在关注的发票。查询发票时可以选择“帮我盯着这张发票”。", intent="invoice_watch")
     lines = [f"{i}. {watch_label(w.code or None, w.number)}" for i, w in enumerate(active, 1)]
-    options = [Option(f"取消第{i}个"[:20], f"watch:cancel:{w.id}") for i, w in enumerate(active[:8], 1)]
-    options.append(Option("全部取消", "watch:cancel:all"))
+    options = [Option(f"取消第{i}个"[:20], payloads.make("watch", "cancel", w.id)) for i, w in enumerate(active[:8], 1)]
+    options.append(Option("全部取消", payloads.make("watch", "cancel", "all")))
     return Reply(text="您正在关注的发票：\n" + "\n".join(lines), intent="invoice_watch", options=options)
 
 

@@ -29,7 +29,7 @@ from knowledge.models import FaqEntry, FaqVersion
 from knowledge.schemas import FaqIn
 from tests.conftest import clear_process_caches
 from ticketing import analytics, incidents, staff
-from ticketing import service as ticket_service
+from ticketing import handoff as ticket_handoff
 from ticketing.incident_models import Incident
 from ticketing.models import TicketEvent
 
@@ -332,11 +332,11 @@ def test_analytics_per_day_on_a_seeded_dataset(adb):
     turn("f", "在吗", "human", sh(1, 10))
     turn("g", "很早以前", "answer", sh(20, 10), topic="busy_server")  # before the period
     with session_scope() as db_session:
-        first = ticket_service.create(db_session=db_session, channel="api", user_id="b", now=sh(30, 9, 6))
+        first = ticket_handoff.create(db_session=db_session, channel="api", user_id="b", now=sh(30, 9, 6))
         first.first_response_at = utc(sh(30, 9, 36))  # 30 min
         first.resolved_at = utc(sh(1, 9, 6))  # 24 h
         first.csat_score, first.csat_at = 5, utc(sh(1, 11))
-        second = ticket_service.create(db_session=db_session, channel="api", user_id="e", now=sh(1, 9))
+        second = ticket_handoff.create(db_session=db_session, channel="api", user_id="e", now=sh(1, 9))
         second.first_response_at = utc(sh(1, 9, 10))  # 10 min
         second.sla_first_response_breached_at = utc(sh(1, 9, 5))
         second.csat_score, second.csat_at = 2, utc(sh(1, 12))
@@ -409,12 +409,12 @@ def test_an_incident_alerts_the_webhook_when_configured(adb, monkeypatch):
 def test_an_incident_links_the_related_tickets(adb):
     t0 = NOW - timedelta(minutes=5)
     with session_scope() as db_session:
-        about = ticket_service.create(
+        about = ticket_handoff.create(
             db_session=db_session, channel="api", user_id="x1", now=t0, context={"topic": "busy_server"}
         ).id
-        affected = ticket_service.create(db_session=db_session, channel="wechat", user_id="m2", now=t0).id
-        unrelated = ticket_service.create(db_session=db_session, channel="api", user_id="x2", now=t0).id
-        older = ticket_service.create(
+        affected = ticket_handoff.create(db_session=db_session, channel="wechat", user_id="m2", now=t0).id
+        unrelated = ticket_handoff.create(db_session=db_session, channel="api", user_id="x2", now=t0).id
+        older = ticket_handoff.create(
             db_session=db_session,
             channel="api",
             user_id="x3",
@@ -426,7 +426,7 @@ def test_an_incident_links_the_related_tickets(adb):
     with session_scope() as db_session:
         linked = {t.id for t in incidents.linked_tickets(db_session=db_session, incident_id=opened)}
         assert linked == {about, affected} and unrelated not in linked and older not in linked
-        later = ticket_service.create(
+        later = ticket_handoff.create(
             db_session=db_session, channel="api", user_id="x4", now=NOW, context={"topic": "busy_server"}
         ).id
     detect(NOW + timedelta(minutes=1))

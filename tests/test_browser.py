@@ -20,7 +20,7 @@ from core.database import get_engine, session_scope
 from tests.conftest import clear_process_caches
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.test_console import console_app
-from ticketing import service, staff
+from ticketing import handoff, staff
 
 CHROMIUM = Path("/usr/bin/chromium")
 APT_TIMEOUT_SECONDS = 900
@@ -140,7 +140,7 @@ def served(app_env, fake_telegram, monkeypatch) -> Iterator[str]:
 def test_agent_logs_in_takes_a_ticket_and_the_merchant_receives_the_reply(served, fake_telegram, browser):
     with session_scope() as db_session:
         staff.create(db_session=db_session, username="xiaowang", password=PASSWORD, display_name="小王")
-        ticket_id = service.open_for_handoff(
+        ticket_id = handoff.open_for_handoff(
             db_session=db_session, channel="telegram", user_id=str(CHAT_ID), text="人工客服，发票开具失败"
         ).ticket.id
     context = browser.new_context(locale="zh-CN")

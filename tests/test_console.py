@@ -20,7 +20,8 @@ from console.errors import LOGIN_PATH
 from core.clock import utc
 from core.database import get_engine, session_scope
 from core.outbox.models import OutboxMessage
-from ticketing import replies, service, staff
+from ticketing import handoff as ticket_handoff
+from ticketing import lifecycle, replies, service, staff
 from ticketing.models import ASSIGNED, CLOSED, HANDED_BACK, NEW, RESOLVED, StaffUser, Ticket, TicketEvent
 
 PASSWORD = "correct horse battery"
@@ -106,7 +107,9 @@ def post(client: TestClient, path: str, data: dict | None = None, **kwargs):
 
 def handoff(user_id: str, *, channel: str = "telegram", text: str = "转人工，发票开不出来", **kwargs) -> int:
     with session_scope() as db_session:
-        found = service.open_for_handoff(db_session=db_session, channel=channel, user_id=user_id, text=text, **kwargs)
+        found = ticket_handoff.open_for_handoff(
+            db_session=db_session, channel=channel, user_id=user_id, text=text, **kwargs
+        )
         return found.ticket.id
 
 
@@ -408,13 +411,13 @@ def test_agent_takes_replies_notes_tags_resolves_and_hands_back(console):
 
     assert post(client, f"/console/tickets/{ticket_id}/resolve").status_code == 303
     assert fetch(ticket_id).state == RESOLVED
-    assert outbox("telegram", "4242")[-1] == service.CSAT_QUESTION
+    assert outbox("telegram", "4242")[-1] == lifecycle.CSAT_QUESTION
 
     second = handoff("5151")
     assert post(client, f"/console/tickets/{second}/hand-back").status_code == 303
     ended = fetch(second)
     assert (ended.state, ended.close_reason) == (CLOSED, HANDED_BACK)
-    assert outbox("telegram", "5151") == [service.HANDED_BACK_NOTICE]
+    assert outbox("telegram", "5151") == [lifecycle.HANDED_BACK_NOTICE]
 
     acted = {(e.ticket_id, e.action) for e in events() if e.actor_id == alice}
     assert {
@@ -435,11 +438,11 @@ def test_reply_is_refused_with_the_notice_once_the_wechat_window_closed(console)
     client, _ = logged_in(console, "alice")
     ticket_id = handoff("oWx1", channel="wechat", text="人工", now=utc() - timedelta(hours=49))
     page = client.get(f"/console/tickets/{ticket_id}")
-    assert service.WINDOW_CLOSED_NOTICE in page.text
+    assert lifecycle.WINDOW_CLOSED_NOTICE in page.text
     assert re.search(r"<textarea name=\"text\"[^>]*disabled", page.text), "the reply box is disabled"
     refused = post(client, f"/console/tickets/{ticket_id}/reply", {"text": "还在吗"})
     assert refused.status_code == 409
-    assert service.WINDOW_CLOSED_NOTICE in refused.text and "还在吗" in refused.text, "notice shown, draft kept"
+    assert lifecycle.WINDOW_CLOSED_NOTICE in refused.text and "还在吗" in refused.text, "notice shown, draft kept"
     assert outbox("wechat", "oWx1") == []
     assert fetch(ticket_id).state == NEW
 

@@ -434,7 +434,7 @@ def test_redis_outage_degrades_answers_then_recovers(tmp_path, database, redis_s
         assert metric(text, "merchant_assist_degraded_total") >= 12
         assert metric(text, "merchant_assist_infra_errors_total", component="store") >= 12
         wait_until(lambda: "WARNING core.store" in server.log(), timeout=5, what="the outage in the log")
-        assert "store unavailable (ConnectionError), session load skipped" in server.log()
+        assert "store unavailable (ConnectionError), chat state load skipped" in server.log()
 
         redis_server.start()  # same port, empty (no persistence): the clients reconnect
         wait_until(

@@ -9,7 +9,7 @@ import pytest
 from bot.bootstrap import make_router, prepare_database
 from bot.channels.telegram.render import MAX_CALLBACK_BYTES, keyboard
 from bot.triage import make_triage_router, triage_one
-from core.conversation.state import GuideProgress, SessionState, load, save
+from core.conversation.state import ChatState, GuideProgress, load, save
 from core.database import session_scope
 from core.messages import IncomingMessage
 from core.store import MemoryStore
@@ -114,11 +114,11 @@ class Chat:
     def start(self, topic: str):
         """Pick `topic` from a clarify-style choice (the FAQ payload), as a merchant would."""
         pending = [{"label": "问题", "payload": f"faq:{topic}"}]
-        save(store=self.router.store, channel="api", user_id=self.user, state=SessionState(pending=pending), ttl=60)
+        save(store=self.router.store, channel="api", user_id=self.user, state=ChatState(pending=pending), ttl=60)
         return self.say("1")
 
     @property
-    def state(self) -> SessionState:
+    def state(self) -> ChatState:
         return load(store=self.router.store, channel="api", user_id=self.user)
 
 
@@ -679,13 +679,13 @@ def test_guide_progress_survives_the_store_and_junk_is_ignored(tiny):
     chat.start("busy_server")
     chat.say("1")
     assert chat.state.guide == GuideProgress("busy_server", "two", [["busy_server", "one", "去第二步"]])
-    tiny.store.set_json("session:api:junk", {"guide": {"guide": 3}, "turns": 2})
+    tiny.store.set_json("chat:api:junk", {"guide": {"guide": 3}, "turns": 2})
     assert load(store=tiny.store, channel="api", user_id="junk").guide is None
 
 
 def test_progress_in_a_guide_that_no_longer_exists_is_dropped(tiny):
     progress = GuideProgress("busy_server", "removed_step")
-    save(store=tiny.store, channel="api", user_id="gone", state=SessionState(guide=progress), ttl=60)
+    save(store=tiny.store, channel="api", user_id="gone", state=ChatState(guide=progress), ttl=60)
     reply = Chat(tiny, "gone").say("1")
     assert reply.intent != "guide"
     assert Chat(tiny, "gone").state.guide is None

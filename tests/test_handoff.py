@@ -8,7 +8,7 @@ from core.database import session_scope
 from core.messages import IncomingMessage
 from core.outbox.models import OutboxMessage
 from core.store import MemoryStore
-from ticketing import replies, staff
+from ticketing import lifecycle, replies, staff
 from ticketing import service as tickets
 from ticketing.models import Ticket
 
@@ -104,7 +104,7 @@ def test_agent_reply_resolve_and_rating(router):
         replies.send(db_session=db_session, ticket_id=ticket.id, agent_id=agent_id, text="您好，我来帮您看看。")
     assert outbox_texts()[-1] == "您好，我来帮您看看。"
     with session_scope() as db_session:
-        tickets.resolve(db_session=db_session, ticket_id=ticket.id, actor_id=agent_id)
+        lifecycle.resolve(db_session=db_session, ticket_id=ticket.id, actor_id=agent_id)
     assert "1-5" in outbox_texts()[-1] or "打分" in outbox_texts()[-1]
     thanks = say(router, "5")
     assert not thanks.silent and thanks.intent == "human"
@@ -114,7 +114,7 @@ def test_agent_reply_resolve_and_rating(router):
 def test_staff_can_hand_the_conversation_back(router):
     say(router, "转人工")
     with session_scope() as db_session:
-        tickets.hand_back_to_bot(db_session=db_session, ticket_id=only_ticket().id)
+        lifecycle.hand_back_to_bot(db_session=db_session, ticket_id=only_ticket().id)
     assert outbox_texts(), "the merchant is told the bot is back"
     assert say(router, "你好").intent == "greeting"
 

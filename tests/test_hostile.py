@@ -191,7 +191,7 @@ def echo_router(monkeypatch) -> list[str]:
     """Replace the router behind /wechat by one that records each text and answers "echo:<text>"."""
     routed: list[str] = []
 
-    def route(incoming: IncomingMessage) -> Reply:
+    def route(router, incoming: IncomingMessage) -> Reply:
         routed.append(incoming.text)
         return Reply(text=f"echo:{incoming.text}", intent="answer")
 
@@ -797,9 +797,9 @@ def test_wechat_push_replayed_inside_the_window_is_handled_once(client, monkeypa
     routed = []
     real_route = inbound._route
 
-    def counting_route(incoming):
+    def counting_route(router, incoming):
         routed.append(incoming.text)
-        return real_route(incoming)
+        return real_route(router, incoming)
 
     monkeypatch.setattr(inbound, "_route", counting_route)
     push = wx_text("开票提示服务器繁忙", msg_id=424242)

@@ -4,7 +4,7 @@ import pytest
 
 from bot.bootstrap import make_router, prepare_database
 from core.conversation import service as conversation_service
-from core.conversation.state import SessionState, load, save
+from core.conversation.state import ChatState, load, save
 from core.database import session_scope
 from core.messages import IncomingMessage
 from core.store import MemoryStore
@@ -36,7 +36,7 @@ def say(router, text: str, user: str = "m1", channel: str = "api"):
 
 def set_pending(router, payloads: list[str], user: str = "m1", channel: str = "api") -> None:
     pending = [{"label": f"选项{i}", "payload": p} for i, p in enumerate(payloads, 1)]
-    save(store=router.store, channel=channel, user_id=user, state=SessionState(pending=pending), ttl=60)
+    save(store=router.store, channel=channel, user_id=user, state=ChatState(pending=pending), ttl=60)
 
 
 def test_greeting_shows_menu_and_a_number_picks_from_it(router):
@@ -173,7 +173,7 @@ def test_choice_by_the_words_of_its_label(router):
         {"label": "提示服务器繁忙怎么办？", "payload": "faq:busy_server"},
         {"label": "数电票的20位号码是什么意思？", "payload": "faq:digital_invoice_number"},
     ]
-    save(store=router.store, channel="api", user_id="m1", state=SessionState(pending=pending), ttl=60)
+    save(store=router.store, channel="api", user_id="m1", state=ChatState(pending=pending), ttl=60)
     picked = say(router, "数电票的20位号码是什么意思")
     assert picked.intent == "answer" and picked.topic == "digital_invoice_number"
     assert picked.confidence == 1.0  # taken from the choice, not re-matched
@@ -222,7 +222,7 @@ def test_every_turn_is_recorded(router):
 
 
 def test_too_many_messages_get_a_polite_pause_and_are_still_recorded(app_env):
-    from handlers.router import THROTTLED_TEXT
+    from handlers.throttle import THROTTLED_TEXT
 
     prepare_database()
     limited = make_router(store=MemoryStore())

@@ -27,7 +27,9 @@ from core.outbox.senders import RetryLater, Undeliverable
 from core.settings import get_settings
 from merchants import service as merchant_service
 from merchants.models import ChatBinding
-from ticketing import assignment, flows, queue, replies, rules, service, sla, staff
+from ticketing import assignment, flows, labels, lifecycle, queue, replies, rules, service, sla, staff
+from ticketing import handoff as ticket_handoff
+from ticketing.calendar import BusinessCalendar, parse_clock_time
 from ticketing.models import ASSIGNED, CLOSED, NEW, RESOLVED, WAITING, StaffUser, Ticket, TicketEvent, TicketMessage
 from ticketing.webhook import WebhookSender
 
@@ -80,7 +82,7 @@ def agent(name: str, *, online: bool = True, capacity: int = 5, role: str = "age
 
 def new_ticket(user_id: str = "u1", *, channel: str = "telegram", now: datetime = MON_9, **kwargs) -> int:
     with session_scope() as db_session:
-        return service.create(db_session=db_session, channel=channel, user_id=user_id, now=now, **kwargs).id
+        return ticket_handoff.create(db_session=db_session, channel=channel, user_id=user_id, now=now, **kwargs).id
 
 
 def fetch(ticket_id: int) -> Ticket:
@@ -88,9 +90,13 @@ def fetch(ticket_id: int) -> Ticket:
         return service.require(db_session=db_session, ticket_id=ticket_id)
 
 
-def handoff(user_id: str = "u1", *, channel: str = "telegram", now: datetime = MON_9, **kwargs) -> service.Handoff:
+def handoff(
+    user_id: str = "u1", *, channel: str = "telegram", now: datetime = MON_9, **kwargs
+) -> ticket_handoff.Handoff:
     with session_scope() as db_session:
-        return service.open_for_handoff(db_session=db_session, channel=channel, user_id=user_id, now=now, **kwargs)
+        return ticket_handoff.open_for_handoff(
+            db_session=db_session, channel=channel, user_id=user_id, now=now, **kwargs
+        )
 
 
 def record_turn(
@@ -140,34 +146,34 @@ def test_migration_creates_the_tables_the_models_describe(tdb):
 
 
 def test_state_machine_allows_the_documented_transitions_and_refuses_the_rest(tdb):
-    assert service.can_transition(NEW, ASSIGNED) and service.can_transition(RESOLVED, ASSIGNED)
-    assert not service.can_transition(NEW, WAITING) and not service.can_transition(CLOSED, RESOLVED)
+    assert lifecycle.can_transition(NEW, ASSIGNED) and lifecycle.can_transition(RESOLVED, ASSIGNED)
+    assert not lifecycle.can_transition(NEW, WAITING) and not lifecycle.can_transition(CLOSED, RESOLVED)
     alice = agent("alice")
     ticket_id = new_ticket()
     for refused in (WAITING, RESOLVED, NEW):
         with pytest.raises(service.InvalidTransition, match="不能从「待分配」"):
-            do(service.transition, ticket_id=ticket_id, to_state=refused)
+            do(lifecycle.transition, ticket_id=ticket_id, to_state=refused)
     with pytest.raises(service.InvalidTransition, match="还没有指定客服"):
-        do(service.transition, ticket_id=ticket_id, to_state=ASSIGNED)
+        do(lifecycle.transition, ticket_id=ticket_id, to_state=ASSIGNED)
     do(assignment.take, ticket_id=ticket_id, agent_id=alice, now=MON_9)
-    do(service.wait_for_merchant, ticket_id=ticket_id, actor_id=alice, now=at(30, 10))
+    do(lifecycle.wait_for_merchant, ticket_id=ticket_id, actor_id=alice, now=at(30, 10))
     assert fetch(ticket_id).state == WAITING
-    do(service.resume, ticket_id=ticket_id, actor_id=alice, now=at(30, 11))
+    do(lifecycle.resume, ticket_id=ticket_id, actor_id=alice, now=at(30, 11))
     assert fetch(ticket_id).state == ASSIGNED
-    do(service.resolve, ticket_id=ticket_id, actor_id=alice, now=at(30, 12))
+    do(lifecycle.resolve, ticket_id=ticket_id, actor_id=alice, now=at(30, 12))
     with pytest.raises(service.InvalidTransition, match="不能从「已解决」变为「等待商户回复」"):
-        do(service.wait_for_merchant, ticket_id=ticket_id, now=at(30, 12))
-    do(service.close, ticket_id=ticket_id, actor_id=alice, now=at(30, 13))
+        do(lifecycle.wait_for_merchant, ticket_id=ticket_id, now=at(30, 12))
+    do(lifecycle.close, ticket_id=ticket_id, actor_id=alice, now=at(30, 13))
     closed = fetch(ticket_id)
     assert (closed.state, closed.close_reason) == (CLOSED, "resolved")
     for refused in (RESOLVED, WAITING, CLOSED):
         with pytest.raises(service.InvalidTransition):
-            do(service.transition, ticket_id=ticket_id, to_state=refused)
-    reopened = do(service.reopen, ticket_id=ticket_id, actor_id=alice, now=at(30, 14))
+            do(lifecycle.transition, ticket_id=ticket_id, to_state=refused)
+    reopened = do(lifecycle.reopen, ticket_id=ticket_id, actor_id=alice, now=at(30, 14))
     assert (reopened.state, reopened.assignee_id, reopened.reopened_count) == (ASSIGNED, alice, 1)
     assert reopened.resolved_at is None and reopened.closed_at is None and reopened.first_response_at is None
     with pytest.raises(service.InvalidTransition, match="无需重新打开"):
-        do(service.reopen, ticket_id=ticket_id)
+        do(lifecycle.reopen, ticket_id=ticket_id)
     with session_scope() as db_session:
         actions = [e.action for e in service.get_events(db_session=db_session, ticket_id=ticket_id)]
     assert actions.count("state") == 5 and "reopened" in actions and actions[-1] == "created"
@@ -177,9 +183,9 @@ def test_a_reopened_ticket_of_a_disabled_agent_goes_back_to_the_queue(tdb):
     bob = agent("bob")
     ticket_id = new_ticket()
     do(assignment.take, ticket_id=ticket_id, agent_id=bob, now=MON_9)
-    do(service.resolve, ticket_id=ticket_id, actor_id=bob, now=at(30, 10))
+    do(lifecycle.resolve, ticket_id=ticket_id, actor_id=bob, now=at(30, 10))
     do(flows.disable_staff, staff_id=bob)
-    reopened = do(service.reopen, ticket_id=ticket_id, now=at(30, 11))
+    reopened = do(lifecycle.reopen, ticket_id=ticket_id, now=at(30, 11))
     assert (reopened.state, reopened.assignee_id) == (NEW, None)
 
 
@@ -220,7 +226,7 @@ def test_handoff_reopens_a_recent_ticket_and_opens_a_new_one_after_the_reopen_wi
     alice = agent("alice")
     first = handoff("u1", text="发票开不出来").ticket.id
     do(assignment.take, ticket_id=first, agent_id=alice, now=MON_9)
-    do(service.resolve, ticket_id=first, actor_id=alice, now=at(30, 10))
+    do(lifecycle.resolve, ticket_id=first, actor_id=alice, now=at(30, 10))
     again = handoff("u1", text="又不行了", now=at(30, 10) + timedelta(days=3))
     assert (again.outcome, again.ticket.id, again.ticket.state, again.ticket.reopened_count) == (
         "reopened",
@@ -228,12 +234,12 @@ def test_handoff_reopens_a_recent_ticket_and_opens_a_new_one_after_the_reopen_wi
         ASSIGNED,
         1,
     )
-    do(service.hand_back_to_bot, ticket_id=first, actor_id=alice, now=at(1, 10, month=12) + timedelta(days=3))
+    do(lifecycle.hand_back_to_bot, ticket_id=first, actor_id=alice, now=at(1, 10, month=12) + timedelta(days=3))
     later = handoff("u1", text="还有问题", now=at(1, 10, month=12) + timedelta(days=11))
     assert later.outcome == "created" and later.ticket.id != first
     stale = handoff("u3", text="你好").ticket.id
     do(assignment.take, ticket_id=stale, agent_id=alice, now=MON_9)
-    do(service.resolve, ticket_id=stale, actor_id=alice, now=MON_9)
+    do(lifecycle.resolve, ticket_id=stale, actor_id=alice, now=MON_9)
     fresh = handoff("u3", text="新问题", now=MON_9 + timedelta(days=8))
     assert fresh.outcome == "created" and fetch(stale).state == CLOSED
 
@@ -278,7 +284,7 @@ def test_priority_rules(tdb):
     assert (invoice_failed.ticket.priority, invoice_failed.ticket.category) == ("urgent", "invoice")
     other = handoff("n1", text="转人工", topic="deduct_how", now=at(30, 10))
     assert (other.ticket.priority, other.ticket.category) == ("normal", "deduction")
-    do(service.append_merchant_message, ticket_id=other.ticket.id, text="再不处理我就投诉", now=at(30, 11))
+    do(ticket_handoff.append_merchant_message, ticket_id=other.ticket.id, text="再不处理我就投诉", now=at(30, 11))
     escalated = fetch(other.ticket.id)
     assert (escalated.priority, escalated.category) == ("urgent", "complaint")
     assert rules.more_urgent("low", "high") == "high"
@@ -287,10 +293,10 @@ def test_priority_rules(tdb):
 # --- business calendar and SLA ---------------------------------------------------------------------------------
 
 
-def calendar(**kwargs) -> sla.BusinessCalendar:
-    values = {"timezone": SH, "days": frozenset(range(5)), "start": sla.parse_clock_time("09:00")}
-    values |= {"end": sla.parse_clock_time("18:00"), **kwargs}
-    return sla.BusinessCalendar(**values)
+def calendar(**kwargs) -> BusinessCalendar:
+    values = {"timezone": SH, "days": frozenset(range(5)), "start": parse_clock_time("09:00")}
+    values |= {"end": parse_clock_time("18:00"), **kwargs}
+    return BusinessCalendar(**values)
 
 
 def test_business_calendar_arithmetic():
@@ -310,7 +316,7 @@ def test_business_calendar_arithmetic():
     assert cal.is_open(at(30, 9)) and not cal.is_open(at(30, 18)) and not cal.is_open(at(28, 12))
     assert cal.next_opening(at(28, 12)) == utc(at(30, 9)) and cal.next_opening(at(30, 12)) == utc(at(30, 12))
     with pytest.raises(ValueError):
-        calendar(start=sla.parse_clock_time("18:00"), end=sla.parse_clock_time("09:00"))
+        calendar(start=parse_clock_time("18:00"), end=parse_clock_time("09:00"))
     assert cal.describe_hours() == "工作日 9:00–18:00"
 
 
@@ -354,7 +360,7 @@ def test_sla_clock_pauses_while_waiting_on_the_merchant(tdb):
     status = sla.sla_status(waiting, at(30, 13))
     assert status.resolution.state == "paused" and status.resolution.remaining_seconds == 17 * 3600
     assert status.first_response.state == "met"
-    do(service.append_merchant_message, ticket_id=ticket_id, text="截图在这里", now=at(30, 14))
+    do(ticket_handoff.append_merchant_message, ticket_id=ticket_id, text="截图在这里", now=at(30, 14))
     resumed = fetch(ticket_id)
     assert (resumed.state, resumed.paused_seconds) == (ASSIGNED, 4 * 3600)
     assert utc(resumed.sla_resolution_due_at) == utc(at(2, 13, month=12)), "4 business hours later"
@@ -368,7 +374,7 @@ def test_sla_warning_and_breach_fire_once_and_reach_the_webhook(tdb, monkeypatch
     waiting_id = new_ticket("w1", priority="urgent", now=MON_9)
     bob = agent("bob")
     do(assignment.take, ticket_id=waiting_id, agent_id=bob, now=MON_9)
-    do(service.wait_for_merchant, ticket_id=waiting_id, now=MON_9)
+    do(lifecycle.wait_for_merchant, ticket_id=waiting_id, now=MON_9)
 
     def check(minute: int) -> list[tuple[str, int, str]]:
         alerts = do(sla.check_sla, now=at(30, 9, minute))
@@ -408,7 +414,7 @@ def test_round_robin_is_fair_respects_capacity_and_continues_across_calls(tdb):
     assert fetch(more[-1]).state == NEW
     with session_scope() as db_session:
         assert assignment.loads(db_session=db_session) == {a: 2, b: 2, c: 2}
-    do(service.resolve, ticket_id=first[1], actor_id=b, now=MON_9)
+    do(lifecycle.resolve, ticket_id=first[1], actor_id=b, now=MON_9)
     assert [g.agent.id for g in do(assignment.auto_assign, now=MON_9)] == [b]
     do(staff.set_capacity, staff_id=c, capacity=3)
     do(staff.set_online, staff_id=c, online=False)
@@ -444,7 +450,7 @@ def test_concurrent_claims_never_give_one_ticket_to_two_agents(tdb):
     agents = [agent(f"agent{i}", capacity=tickets) for i in range(workers)]
     with session_scope() as db_session:
         for i in range(tickets):
-            service.create(db_session=db_session, channel="telegram", user_id=f"c{i}", now=MON_9)
+            ticket_handoff.create(db_session=db_session, channel="telegram", user_id=f"c{i}", now=MON_9)
     barrier = threading.Barrier(workers)
     claimed: dict[int, list[int]] = {agent_id: [] for agent_id in agents}
     errors: list[BaseException] = []
@@ -512,9 +518,9 @@ def test_wechat_reply_is_refused_once_the_48_hour_window_closed(tdb):
         do(replies.send, ticket_id=ticket_id, agent_id=alice, text="还在吗", now=late)
     assert str(refused.value) == "微信客服消息窗口已关闭（48小时）"
     assert [r.payload["text"] for r in outbox_rows()] == ["在的"], "nothing queued after the window closed"
-    window = service.reply_window(fetch(ticket_id), late)
+    window = lifecycle.reply_window(fetch(ticket_id), late)
     assert not window.open and window.notice == "微信客服消息窗口已关闭（48小时）"
-    do(service.append_merchant_message, ticket_id=ticket_id, text="在", now=late)
+    do(ticket_handoff.append_merchant_message, ticket_id=ticket_id, text="在", now=late)
     do(replies.send, ticket_id=ticket_id, agent_id=alice, text="好的", now=late)
     assert len(outbox_rows("wechat")) == 2
 
@@ -545,9 +551,9 @@ def test_resolve_asks_for_a_rating_and_the_answer_is_recorded(tdb):
     alice = agent("alice")
     ticket_id = handoff("42", text="转人工").ticket.id
     do(replies.send, ticket_id=ticket_id, agent_id=alice, text="已处理", now=at(30, 9, 10))
-    do(service.resolve, ticket_id=ticket_id, actor_id=alice, now=at(30, 9, 20))
-    assert outbox_rows()[-1].payload["text"] == service.CSAT_QUESTION
-    assert "请为本次服务打分：回复 1-5" in service.CSAT_QUESTION
+    do(lifecycle.resolve, ticket_id=ticket_id, actor_id=alice, now=at(30, 9, 20))
+    assert outbox_rows()[-1].payload["text"] == lifecycle.CSAT_QUESTION
+    assert "请为本次服务打分：回复 1-5" in lifecycle.CSAT_QUESTION
     outcome = do(flows.route_merchant_message, channel="telegram", user_id="42", text="５分，很满意", now=at(30, 9, 30))
     assert (outcome.action, outcome.reply, outcome.handled) == ("csat", replies.CSAT_THANKS, True)
     rated = fetch(ticket_id)
@@ -582,14 +588,14 @@ def test_idle_tickets_go_back_to_the_bot_with_a_notice(tdb, monkeypatch):
     do(replies.send, ticket_id=unanswered, agent_id=alice, text="还需要帮忙吗", now=at(30, 9, 5))
     talking = handoff("w3", text="转人工").ticket.id
     do(replies.send, ticket_id=talking, agent_id=alice, text="您好", now=at(30, 9, 5))
-    do(service.append_merchant_message, ticket_id=talking, text="在的", now=at(30, 10))
+    do(ticket_handoff.append_merchant_message, ticket_id=talking, text="在的", now=at(30, 10))
     with session_scope() as db_session:
-        assert service.find_idle(db_session=db_session, now=at(30, 11)) == []
-    returned = do(service.return_idle_to_bot, now=at(30, 11, 6))
+        assert lifecycle.find_idle(db_session=db_session, now=at(30, 11)) == []
+    returned = do(lifecycle.return_idle_to_bot, now=at(30, 11, 6))
     assert sorted(t.id for t in returned) == [waiting, unanswered]
     assert all(fetch(t).close_reason == "idle" and fetch(t).state == CLOSED for t in (waiting, unanswered))
     assert fetch(talking).state == ASSIGNED
-    assert [r.payload["text"] for r in outbox_rows()][-2:] == [service.IDLE_NOTICE, service.IDLE_NOTICE]
+    assert [r.payload["text"] for r in outbox_rows()][-2:] == [lifecycle.IDLE_NOTICE, lifecycle.IDLE_NOTICE]
     assert do(flows.route_merchant_message, channel="telegram", user_id="w1", text="你好").action == "none"
 
 
@@ -601,12 +607,12 @@ def test_queue_filters_tags_notes_and_detail(tdb):
     first = handoff("q1", text="我要投诉", now=MON_9).ticket.id
     second = handoff("q2", text="发票问题", now=at(30, 9, 30)).ticket.id
     do(assignment.take, ticket_id=second, agent_id=alice, now=at(30, 9, 31))
-    assert do(service.add_tag, ticket_id=second, tag=" 红冲 ", actor_id=alice) == ["红冲"]
-    assert do(service.set_tags, ticket_id=second, tags=["红冲", "VIP"], actor_id=alice) == ["VIP", "红冲"]
-    do(service.add_note, ticket_id=second, author_id=alice, text="商户很着急")
-    do(service.set_priority, ticket_id=second, priority="high", actor_id=alice)
+    assert do(labels.add_tag, ticket_id=second, tag=" 红冲 ", actor_id=alice) == ["红冲"]
+    assert do(labels.set_tags, ticket_id=second, tags=["红冲", "VIP"], actor_id=alice) == ["VIP", "红冲"]
+    do(labels.add_note, ticket_id=second, author_id=alice, text="商户很着急")
+    do(labels.set_priority, ticket_id=second, priority="high", actor_id=alice)
     with pytest.raises(service.TicketError, match="未知的优先级"):
-        do(service.set_priority, ticket_id=second, priority="asap")
+        do(labels.set_priority, ticket_id=second, priority="asap")
     with session_scope() as db_session:
         items = queue.list_queue(db_session=db_session, now=at(30, 10))
         assert [i.ticket.id for i in items] == [first, second]
@@ -685,7 +691,7 @@ def test_user_cli_creates_a_user_with_the_password_from_stdin(tdb):
 def test_transcript_lines_keep_their_authors(tdb):
     alice = agent("alice")
     ticket_id = handoff("a1", text="转人工").ticket.id
-    do(service.append_bot_message, ticket_id=ticket_id, text="已为您转接")
+    do(ticket_handoff.append_bot_message, ticket_id=ticket_id, text="已为您转接")
     do(replies.send, ticket_id=ticket_id, agent_id=alice, text="您好")
     with session_scope() as db_session:
         kinds = [m.author_kind for m in db_session.scalars(select(TicketMessage).order_by(TicketMessage.id))]
@@ -699,7 +705,7 @@ def test_housekeeping_closes_old_resolved_tickets_assigns_the_queue_and_raises_a
     alice = agent("alice", capacity=3)
     old = new_ticket("h1", now=MON_9 - timedelta(days=10))
     do(assignment.take, ticket_id=old, agent_id=alice, now=MON_9 - timedelta(days=10))
-    do(service.resolve, ticket_id=old, actor_id=alice, now=MON_9 - timedelta(days=9))
+    do(lifecycle.resolve, ticket_id=old, actor_id=alice, now=MON_9 - timedelta(days=9))
     fresh = handoff("h2", text="我要投诉", now=MON_9).ticket.id
     done = flows.housekeeping(now=at(30, 9, 20))
     assert (done.closed, done.returned_to_bot, done.assigned) == (1, 0, 1)

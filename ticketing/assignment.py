@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.database import dialect_insert
-from ticketing import service
+from ticketing import lifecycle, service
 from ticketing.models import (
     ACTIVE,
     ASSIGNED,
@@ -249,7 +249,7 @@ def _hand_to(
     before = {"state": ticket.state, "assignee_id": ticket.assignee_id}
     ticket.assignee_id, ticket.assigned_at = agent.id, now
     if ticket.state == NEW:
-        service.apply_transition(db_session, ticket, ASSIGNED, now=now, actor_id=actor_id, reason=how)
+        lifecycle.apply_transition(db_session, ticket, ASSIGNED, now=now, actor_id=actor_id, reason=how)
     ticket.updated_at = now
     service.record_event(
         db_session=db_session,
@@ -269,7 +269,7 @@ def release(*, db_session: Session, ticket_id: int, actor_id: int | None = None,
     ticket = service.lock(db_session=db_session, ticket_id=ticket_id)
     if ticket.state not in HOLDING:
         raise AssignmentError(f"工单 {ticket.number} 没有处理人，无需退回")
-    service.apply_transition(db_session, ticket, NEW, now=now, actor_id=actor_id, reason="released")
+    lifecycle.apply_transition(db_session, ticket, NEW, now=now, actor_id=actor_id, reason="released")
     return ticket
 
 

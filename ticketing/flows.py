@@ -12,10 +12,10 @@ from core.background import BatchWorker
 from core.clock import utc
 from core.database import session_scope
 from core.settings import get_settings
-from ticketing import assignment, replies, service, sla, staff
+from ticketing import assignment, handoff, lifecycle, replies, service, sla, staff
 from ticketing.models import ACTIVE, RESOLVED, StaffUser, Ticket
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 COURTESY = re.compile(r"^(谢谢(你|您|啦|了)?|多谢|感谢|好的?|好滴|嗯+|哦+|收到|ok|okay|thanks?|👍)$", re.IGNORECASE)
 COURTESY_REPLY = "不客气，祝您工作顺利！如还有问题，随时留言。"
@@ -48,22 +48,22 @@ def route_merchant_message(
     if ticket is None or not text.strip():
         return InboundOutcome("none")
     if ticket.state in ACTIVE:
-        service.append_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
+        handoff.append_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         return InboundOutcome("appended", ticket)
     if ticket.state != RESOLVED:
         return InboundOutcome("none")
     rating = replies.parse_csat(text)
     if rating is not None and ticket.csat_requested_at is not None and ticket.csat_score is None:
-        service.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
+        handoff.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         replies.record_csat(db_session=db_session, ticket_id=ticket.id, score=rating[0], comment=rating[1], now=now)
         return InboundOutcome("csat", ticket, replies.CSAT_THANKS)
     if COURTESY.match(STRIP.sub("", text)):
-        service.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
+        handoff.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         return InboundOutcome("acknowledged", ticket, COURTESY_REPLY)
     if utc(ticket.resolved_at or now) < now - timedelta(days=get_settings().ticket_reopen_days):
         return InboundOutcome("none")
-    service.reopen(db_session=db_session, ticket_id=ticket.id, reason="merchant_message", now=now)
-    service.append_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
+    lifecycle.reopen(db_session=db_session, ticket_id=ticket.id, reason="merchant_message", now=now)
+    handoff.append_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
     business = sla.business_status(now, priority=ticket.priority)
     return InboundOutcome("reopened", ticket, f"已为您重新打开工单 {ticket.number}，客服会尽快回复。{business.text}")
 
@@ -90,9 +90,9 @@ def housekeeping(*, now: datetime | None = None) -> Housekeeping:
     """One round of periodic work, each step in its own transaction: close tickets resolved long ago, hand idle ones
     back to the bot, auto-assign the queue to online agents, and raise SLA warnings and breaches."""
     with session_scope() as db_session:
-        closed = service.close_resolved(db_session=db_session, now=now)
+        closed = lifecycle.close_resolved(db_session=db_session, now=now)
     with session_scope() as db_session:
-        returned = len(service.return_idle_to_bot(db_session=db_session, now=now))
+        returned = len(lifecycle.return_idle_to_bot(db_session=db_session, now=now))
     with session_scope() as db_session:
         assigned = len(assignment.auto_assign(db_session=db_session, now=now))
     with session_scope() as db_session:
@@ -114,7 +114,7 @@ class TicketingWorker(BatchWorker):
         for alert in done.alerts:
             metrics.SLA_ALERTS.labels(alert.kind).inc()
         if done.closed or done.returned_to_bot or done.assigned or done.alerts:
-            logger.info(
+            log.info(
                 "ticketing: %d closed, %d returned to the bot, %d assigned, %d SLA alerts",
                 done.closed,
                 done.returned_to_bot,

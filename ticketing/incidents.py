@@ -32,7 +32,7 @@ from ticketing.incident_models import CLOSED, OPEN, Incident, IncidentIdentity, 
 from ticketing.models import Ticket
 from ticketing.sla import WEBHOOK_CHANNEL
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 ALERT_RECIPIENT = "incident-alerts"
 MAX_NOTICE_CHARS = 1000
@@ -248,7 +248,7 @@ def describe(incident: Incident) -> dict:
 
 def _alert(db_session: Session, incident: Incident, now: datetime) -> None:
     data = describe(incident)
-    logger.warning("incident_opened %s", json.dumps(data, ensure_ascii=False), extra={"incident": data})
+    log.warning("incident_opened %s", json.dumps(data, ensure_ascii=False), extra={"incident": data})
     ticket_service.record_event(db_session=db_session, action="incident_opened", after=data, now=now)
     if get_settings().sla_alert_webhook_url:
         outbox_service.enqueue(
@@ -388,5 +388,5 @@ class IncidentWorker(BatchWorker):
         """One round; return how many incidents were opened."""
         opened, pushed = run_round()
         if opened or pushed:
-            logger.info("incidents: %d opened, %d notices queued", len(opened), pushed)
+            log.info("incidents: %d opened, %d notices queued", len(opened), pushed)
         return len(opened)

@@ -12,9 +12,10 @@ from core.clock import utc
 from merchants.models import Merchant
 from ticketing import replies, service
 from ticketing.assignment import PRIORITY_RANK
+from ticketing.calendar import calendar_from_settings
+from ticketing.lifecycle import ReplyWindow, reply_window
 from ticketing.models import ACTIVE, ASSIGNED, NEW, STATES, StaffUser, Ticket, TicketEvent, TicketNote, TicketTag
-from ticketing.service import ReplyWindow, reply_window
-from ticketing.sla import SlaStatus, calendar_from_settings, policy_from_settings, sla_status
+from ticketing.sla import SlaStatus, policy_from_settings, sla_status
 
 ORDERS = ("priority", "due", "oldest", "newest", "updated")
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from core.clock import utc
 from core.outbox.models import OutboxMessage
 from merchants.models import Merchant
-from ticketing import assignment, service
+from ticketing import assignment, lifecycle, service
+from ticketing.calendar import calendar_from_settings
 from ticketing.models import (
     ACTIVE,
     AGENT,
@@ -29,7 +30,6 @@ from ticketing.models import (
     TicketMessage,
 )
 from ticketing.service import TicketError
-from ticketing.sla import calendar_from_settings
 
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 VARIABLES = ("merchant_name", "ticket_number", "agent_name", "subject", "category", "priority", "business_hours")
@@ -72,21 +72,21 @@ def send(
         raise ReplyError(f"工单 {ticket.number} {STATE_LABELS[ticket.state]}，请先重新打开再回复")
     if ticket.assignee_id not in (None, agent_id) and agent.role != ROLE_ADMIN:
         raise ReplyError(f"工单 {ticket.number} 已分配给其他客服")
-    window = service.reply_window(ticket, now)
+    window = lifecycle.reply_window(ticket, now)
     if not window.open:
-        raise WindowClosed(window.notice or service.WINDOW_CLOSED_NOTICE)
+        raise WindowClosed(window.notice or lifecycle.WINDOW_CLOSED_NOTICE)
     if ticket.assignee_id is None:
         ticket = assignment.take(
             db_session=db_session, ticket_id=ticket.id, agent_id=agent_id, force=agent.role == ROLE_ADMIN, now=now
         )
-    message = service.notify_merchant(
+    message = lifecycle.notify_merchant(
         db_session=db_session, ticket=ticket, text=body, kind=AGENT, author_id=agent_id, now=now
     )
     if message is None:  # cannot happen after the window check; kept so a race never loses the reply silently
-        raise WindowClosed(service.WINDOW_CLOSED_NOTICE)
-    service.mark_agent_message(ticket, now)
+        raise WindowClosed(lifecycle.WINDOW_CLOSED_NOTICE)
+    lifecycle.mark_agent_message(ticket, now)
     if wait_for_merchant and ticket.state == ASSIGNED:
-        service.apply_transition(db_session, ticket, WAITING, now=now, actor_id=agent_id, reason="reply")
+        lifecycle.apply_transition(db_session, ticket, WAITING, now=now, actor_id=agent_id, reason="reply")
     service.record_event(
         db_session=db_session,
         ticket_id=ticket.id,

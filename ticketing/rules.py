@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from core.settings import get_settings
 from knowledge.models import FaqEntry
+from ticketing.calendar import BusinessCalendar, calendar_from_settings
 from ticketing.models import COMPLAINT, GENERAL, HIGH, INVOICE, NORMAL, PRIORITIES, URGENT
-from ticketing.sla import BusinessCalendar, calendar_from_settings
 
 COMPLAINT_WORDS = ("投诉",)
 FAILED_INVOICE_STATUSES = frozenset({"failed"})  # 开具失败

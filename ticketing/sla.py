@@ -1,12 +1,11 @@
-"""Business-hours calendars, SLA targets per priority, where a ticket's SLA clocks stand, and SLA alerts."""
+"""SLA targets per priority, where a ticket's SLA clocks stand, SLA alerts, and business hours for merchants."""
 
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -14,12 +13,10 @@ from sqlalchemy.orm import Session
 from core.clock import utc
 from core.outbox import service as outbox_service
 from core.settings import get_settings
+from ticketing.calendar import BusinessCalendar, calendar_from_settings
 from ticketing.models import ASSIGNED, NEW, PRIORITIES, PRIORITY_LABELS, WAITING, Ticket, TicketEvent
 
-logger = logging.getLogger(__name__)
-
-MAX_CALENDAR_DAYS = 3660  # no business time within ten years means the calendar is misconfigured
-WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
+log = logging.getLogger(__name__)
 
 # Clock states.
 OK = "ok"
@@ -35,128 +32,6 @@ RESOLUTION = "resolution"
 CLOCK_LABELS = {FIRST_RESPONSE: "首次响应", RESOLUTION: "解决"}
 WEBHOOK_CHANNEL = "webhook"
 WEBHOOK_RECIPIENT = "sla-alerts"
-
-
-def parse_clock_time(value: str) -> time:
-    """A "HH:MM" setting as a time."""
-    hours, _, minutes = value.strip().partition(":")
-    return time(int(hours), int(minutes or 0))
-
-
-@dataclass(frozen=True)
-class BusinessCalendar:
-    """Opening hours on business days in one time zone, with holidays and make-up workdays (调休上班)."""
-
-    timezone: ZoneInfo
-    days: frozenset[int]
-    start: time
-    end: time
-    holidays: frozenset[date] = frozenset()
-    workdays: frozenset[date] = frozenset()
-
-    def __post_init__(self) -> None:
-        if self.start >= self.end:
-            raise ValueError(f"business hours must open before they close: {self.start}–{self.end}")
-        if not self.days and not self.workdays:
-            raise ValueError("the business calendar has no business days")
-
-    def is_business_day(self, day: date) -> bool:
-        """Whether the local date has opening hours."""
-        if day in self.holidays:
-            return False
-        return day in self.workdays or day.weekday() in self.days
-
-    def window(self, day: date) -> tuple[datetime, datetime] | None:
-        """The opening and closing moments (UTC) of a local date, or None when it is closed."""
-        if not self.is_business_day(day):
-            return None
-        opening = datetime.combine(day, self.start, tzinfo=self.timezone)
-        closing = datetime.combine(day, self.end, tzinfo=self.timezone)
-        return utc(opening), utc(closing)
-
-    def local_date(self, moment: datetime) -> date:
-        """The local date of a moment."""
-        return utc(moment).astimezone(self.timezone).date()
-
-    def is_open(self, moment: datetime) -> bool:
-        """Whether the moment is within business hours."""
-        window = self.window(self.local_date(moment))
-        return window is not None and window[0] <= utc(moment) < window[1]
-
-    def next_opening(self, moment: datetime) -> datetime:
-        """The moment itself when open, else the next opening."""
-        moment = utc(moment)
-        day = self.local_date(moment)
-        for _ in range(MAX_CALENDAR_DAYS):
-            window = self.window(day)
-            if window is not None and moment < window[1]:
-                return max(moment, window[0])
-            day += timedelta(days=1)
-        raise ValueError("no business hours ahead in the calendar")
-
-    def add_business_seconds(self, start: datetime, seconds: float) -> datetime:
-        """The moment `seconds` of business time after `start` (a result at closing time stays on that day)."""
-        cursor = utc(start)
-        if seconds <= 0:
-            return cursor
-        remaining = float(seconds)
-        day = self.local_date(cursor)
-        for _ in range(MAX_CALENDAR_DAYS):
-            window = self.window(day)
-            if window is not None:
-                begin = max(cursor, window[0])
-                if begin < window[1]:
-                    available = (window[1] - begin).total_seconds()
-                    if remaining <= available:
-                        return begin + timedelta(seconds=remaining)
-                    remaining -= available
-            day += timedelta(days=1)
-        raise ValueError("no business hours ahead in the calendar")
-
-    def business_seconds_between(self, start: datetime, end: datetime) -> float:
-        """Business seconds from `start` to `end` (0 when `end` is not later)."""
-        start, end = utc(start), utc(end)
-        if end <= start:
-            return 0.0
-        total = 0.0
-        day, last = self.local_date(start), self.local_date(end)
-        while day <= last:
-            window = self.window(day)
-            if window is not None:
-                overlap = (min(end, window[1]) - max(start, window[0])).total_seconds()
-                total += max(0.0, overlap)
-            day += timedelta(days=1)
-        return total
-
-    def describe_hours(self) -> str:
-        """Opening hours for merchants, e.g. "工作日 9:00–18:00"."""
-        days = sorted(self.days)
-        if days == [0, 1, 2, 3, 4]:
-            label = "工作日"
-        elif len(days) == 7:
-            label = "每天"
-        elif days == list(range(days[0], days[-1] + 1)) and len(days) > 2:
-            label = f"{WEEKDAYS[days[0]]}至{WEEKDAYS[days[-1]]}"
-        else:
-            label = "、".join(WEEKDAYS[d] for d in days)
-        return f"{label} {_clock(self.start)}–{_clock(self.end)}"
-
-
-def _clock(moment: time | datetime) -> str:
-    return f"{moment.hour}:{moment.minute:02d}"
-
-
-def calendar_from_settings() -> BusinessCalendar:
-    """The business calendar configured in settings."""
-    settings = get_settings()
-    return BusinessCalendar(
-        timezone=ZoneInfo(settings.ticket_timezone),
-        days=frozenset(settings.ticket_business_days),
-        start=parse_clock_time(settings.ticket_business_start),
-        end=parse_clock_time(settings.ticket_business_end),
-        holidays=frozenset(date.fromisoformat(d) for d in settings.ticket_holidays),
-        workdays=frozenset(date.fromisoformat(d) for d in settings.ticket_makeup_workdays),
-    )
 
 
 @dataclass(frozen=True)
@@ -408,7 +283,7 @@ def check_sla(*, db_session: Session, now: datetime | None = None) -> list[SlaAl
 
 def _publish(db_session: Session, ticket: Ticket, alert: SlaAlert, now: datetime) -> None:
     data = alert.as_dict()
-    logger.warning("sla_alert %s", json.dumps(data, ensure_ascii=False), extra={"sla_alert": data})
+    log.warning("sla_alert %s", json.dumps(data, ensure_ascii=False), extra={"sla_alert": data})
     db_session.add(TicketEvent(ticket_id=ticket.id, action=data["event"], after=data, created_at=now))
     if get_settings().sla_alert_webhook_url:
         outbox_service.enqueue(
@@ -451,12 +326,12 @@ def business_status(
     expected = calendar.add_business_seconds(now, target)
     hours = calendar.describe_hours()
     if not calendar.is_open(now):
-        text = f"现在是非工作时间（客服工作时间为{hours}），客服将于 {_day_label(calendar, now, opening)} 后尽快回复。"
+        text = f"现在是非工作时间（客服工作时间为{hours}），客服将于 {calendar.day_label(now, opening)} 后尽快回复。"
         return BusinessStatus(False, opening, expected, text)
     if calendar.local_date(expected) == calendar.local_date(now):
         promise = f"预计 {_duration(target)}内回复"
     else:
-        promise = f"预计 {_day_label(calendar, now, expected)} 前回复"
+        promise = f"预计 {calendar.day_label(now, expected)} 前回复"
     return BusinessStatus(True, opening, expected, f"客服工作时间为{hours}，{promise}。")
 
 
@@ -466,18 +341,3 @@ def _duration(seconds: int) -> str:
         return f"{minutes} 分钟"
     hours, rest = divmod(minutes, 60)
     return f"{hours} 小时" if rest == 0 else f"{hours} 小时 {rest} 分钟"
-
-
-def _day_label(calendar: BusinessCalendar, now: datetime, moment: datetime) -> str:
-    """ "今天 9:00", "明天 9:00", "周一 9:00" or "10月8日 9:00" in the calendar's time zone."""
-    local = utc(moment).astimezone(calendar.timezone)
-    days = (local.date() - calendar.local_date(now)).days
-    if days == 0:
-        day = "今天"
-    elif days == 1:
-        day = "明天"
-    elif days < 7:
-        day = WEEKDAYS[local.weekday()]
-    else:
-        day = f"{local.month}月{local.day}日"
-    return f"{day} {_clock(local)}"

@@ -1,4 +1,4 @@
-"""Per-conversation state kept in the store with a TTL, keyed by channel and user."""
+"""Chat state: what the bot remembers between two messages of one conversation, kept in the store with a TTL."""
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,7 +40,7 @@ class GuideProgress:
 
 
 @dataclass
-class SessionState:
+class ChatState:
     """What the bot remembers between two messages of one merchant."""
 
     pending: list[dict[str, str]] = field(default_factory=list)
@@ -56,22 +56,22 @@ class SessionState:
     pending_invoice: dict[str, str] | None = None
 
 
-def session_key(channel: str, user_id: str) -> str:
-    """The store key of a conversation."""
-    return f"session:{channel}:{user_id}"
+def state_key(channel: str, user_id: str) -> str:
+    """The store key of a conversation's chat state."""
+    return f"chat:{channel}:{user_id}"
 
 
-def load(*, store: Store, channel: str, user_id: str) -> SessionState:
+def load(*, store: Store, channel: str, user_id: str) -> ChatState:
     """Return the saved state, or a fresh one (also when the store is down: the bot answers without memory)."""
-    data = best_effort(lambda: store.get_json(session_key(channel, user_id)), None, what="session load") or {}
-    known = SessionState.__dataclass_fields__
-    state = SessionState(**{k: v for k, v in data.items() if k in known and k != "guide"})
+    data = best_effort(lambda: store.get_json(state_key(channel, user_id)), None, what="chat state load") or {}
+    known = ChatState.__dataclass_fields__
+    state = ChatState(**{k: v for k, v in data.items() if k in known and k != "guide"})
     state.guide = GuideProgress.from_dict(data.get("guide"))
     return state
 
 
-def save(*, store: Store, channel: str, user_id: str, state: SessionState, ttl: float) -> None:
+def save(*, store: Store, channel: str, user_id: str, state: ChatState, ttl: float) -> None:
     """Persist the state until `ttl` seconds of silence; a store outage is logged and counted, not raised."""
     best_effort(
-        lambda: store.set_json(session_key(channel, user_id), asdict(state), ttl=ttl), None, what="session save"
+        lambda: store.set_json(state_key(channel, user_id), asdict(state), ttl=ttl), None, what="chat state save"
     )

@@ -15,7 +15,7 @@ from core.outbox import service
 from core.outbox.senders import RetryLater, Sender, Undeliverable
 from core.settings import get_settings
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60.0
 LEASE_MARGIN_SECONDS = 15.0
@@ -69,13 +69,13 @@ def _send(claim: Claim, sender: Sender) -> Outcome:
     try:
         sender.send(claim.recipient, copy.deepcopy(claim.payload))
     except RetryLater as exc:
-        logger.warning("outbox message %s: will retry (%s)", claim.id, exc)
+        log.warning("outbox message %s: will retry (%s)", claim.id, exc)
         return Outcome("retry", error=str(exc), retry_after=exc.retry_after)
     except Undeliverable as exc:
-        logger.warning("outbox message %s: undeliverable (%s)", claim.id, exc)
+        log.warning("outbox message %s: undeliverable (%s)", claim.id, exc)
         return Outcome("failed", error=str(exc))
     except Exception as exc:
-        logger.exception("outbox message %s: sender %s raised", claim.id, claim.channel)
+        log.exception("outbox message %s: sender %s raised", claim.id, claim.channel)
         return Outcome("retry", error=repr(exc))
     return Outcome("sent")
 
@@ -102,7 +102,7 @@ def _record(claim: Claim, outcome: Outcome, now: datetime | None) -> None:
 
 
 def _release(claims: list[Claim]) -> None:
-    logger.warning("outbox: lease nearly over, handing back %d unsent messages", len(claims))
+    log.warning("outbox: lease nearly over, handing back %d unsent messages", len(claims))
     with session_scope() as db_session:
         for claim in claims:
             service.release(db_session=db_session, message_id=claim.id, attempt=claim.attempts)
