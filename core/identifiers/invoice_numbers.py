@@ -216,7 +216,7 @@ def scan(text: str) -> InvoiceScan | None:
     # A taxpayer id such as 91110108MA01ABCD5T holds digit runs that are not invoice numbers.
     for start, end, _ in taxpayer_id_spans(text, with_letters_only=True):
         text = text[:start] + "|" * (end - start) + text[end:]
-    text = _DATE_TIME.sub(" ", text)
+    text = _without_dates(text)
     code = number = None
     stray: list[str] = []
     for cluster in _DIGIT_CLUSTER.finditer(text):
@@ -247,6 +247,27 @@ def scan(text: str) -> InvoiceScan | None:
     if stray:
         return InvoiceScan(None, problem=_lookalike_problem(text) or _length_problem(stray[0]))
     return None
+
+
+def _without_dates(text: str) -> str:
+    """The text with dates and times blanked out, except inside a pasted 数电票 number ("2111 1900-1-10 000000000")."""
+    numbers = [
+        (cluster.start(), cluster.end())
+        for cluster in _DIGIT_CLUSTER.finditer(text)
+        if _plausible_digital("".join(_RUN.findall(cluster.group(0))))
+    ]
+
+    def blank(match: re.Match[str]) -> str:
+        start, end = match.start(), match.start() + len(match.group(0).rstrip())
+        inside = any(first <= start and end <= last for first, last in numbers)
+        return match.group(0) if inside else " "
+
+    return _DATE_TIME.sub(blank, text)
+
+
+def _plausible_digital(digits: str) -> bool:
+    """True for 20 digits that start like a 数电票 number: year 21 or later, then a province code."""
+    return len(digits) == 20 and digits[:2] >= "21" and digits[2:4] in PROVINCES_2
 
 
 def _length_problem(digits: str) -> str:
