@@ -1,1 +1,1 @@
-"""merchant-assist: the application (settings, storage, router, API, CLI)."""
+"""The application shell: app factory, command line, bootstrap and the channel adapters."""

@@ -77,9 +77,7 @@ async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """A store (Redis) outage: 503 with a reason."""
     metrics.INFRA_ERRORS.labels("store").inc()
     log.error("store unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return JSONResponse(
-        {"detail": "session store unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
-    )
+    return JSONResponse({"detail": "store unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"})
 
 
 def create_app(*, message_router: Router | None = None) -> FastAPI:

@@ -45,7 +45,7 @@ def make_router(*, store: Store | None = None, record: bool = True) -> Router:
     return Router(
         store=store or get_store(),
         knowledge=get_live_knowledge(),
-        session_ttl=settings.session_ttl_seconds,
+        state_ttl=settings.session_ttl_seconds,
         record=record,
         max_chars=settings.max_message_chars,
         invoices=get_invoice_backend(),

@@ -55,7 +55,7 @@ def serve(
     """Run the HTTP server (JSON chat API, admin API, OpenAPI docs at /docs)."""
     settings = get_settings()
     if workers > 1 and not settings.redis_url:
-        typer.echo("--workers > 1 needs REDIS_URL: sessions, de-duplication and rate limits must be shared", err=True)
+        typer.echo("--workers > 1 needs REDIS_URL: chat state, de-duplication and rate limits must be shared", err=True)
         raise typer.Exit(2)
     if workers > 1 and settings.database_url.startswith("sqlite"):
         typer.echo("warning: several workers on SQLite serialise every write; use PostgreSQL in production", err=True)

@@ -124,7 +124,7 @@ def update_user(
 def reset_password(
     request: Request, staff_id: RowId, user: Admin, db_session: DbSession, password: Annotated[str, Form()] = ""
 ) -> Response:
-    """Set a new password; the account's existing sessions end."""
+    """Set a new password; the account's existing logins end."""
     target = _target(db_session, staff_id)
     try:
         staff_service.set_password(db_session=db_session, staff_id=staff_id, password=password, actor_id=user.id)
@@ -135,7 +135,7 @@ def reset_password(
 
 @router.post("/users/{staff_id}/disable", response_class=Response)
 def disable_user(request: Request, staff_id: RowId, user: Admin, db_session: DbSession) -> Response:
-    """Disable an account: its sessions end and the tickets it held go back to the queue."""
+    """Disable an account: its logins end and the tickets it held go back to the queue."""
     target = _target(db_session, staff_id)
     if target.id == user.id:
         return failed(request, db_session, "不能停用自己的账号", USERS_PATH)

@@ -59,7 +59,7 @@ async def csrf_protect(request: Request) -> None:
         raise ConsoleError(403, "页面已过期或请求无效，请刷新页面后重试")
 
 
-def session_token(request: Request) -> str | None:
+def page_token(request: Request) -> str | None:
     """The CSRF token forms on this request's pages carry (None without a login)."""
     login = logins.from_request(request)
     return login.csrf if login is not None else None

@@ -99,7 +99,7 @@ def delete(token: str | None) -> None:
 
 def from_request(request: Request) -> StaffLogin | None:
     """The request's login (looked up once per request)."""
-    if not hasattr(request.state, "console_session"):
+    if not hasattr(request.state, "staff_login"):
         request.state.staff_login = load(request.cookies.get(COOKIE))
     return request.state.staff_login
 

@@ -162,7 +162,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
     staff = _staff(request)
     values: dict[str, Any] = {
         "staff": staff,
-        "csrf_token": csrf.session_token(request) if staff is not None else None,
+        "csrf_token": csrf.page_token(request) if staff is not None else None,
         "nav": nav_flags(request, staff),
         "flashes": logins.pop_flashes(request) if staff is not None else [],
     }

@@ -6,6 +6,10 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -90,10 +94,8 @@ def session_scope() -> Iterator[Session]:
         db_session.close()
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> Config:
     """Build an Alembic config pointing at the shipped migrations."""
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -102,10 +104,6 @@ def alembic_config(url: str):
 
 def upgrade_schema(engine: Engine | None = None) -> bool:
     """Migrate the database to the newest revision; return True when anything ran."""
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
     engine = engine or get_engine()
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     head = ScriptDirectory.from_config(config).get_current_head()

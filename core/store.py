@@ -1,4 +1,4 @@
-"""Short-lived shared state: session state with TTL, de-duplication keys and counters.
+"""Short-lived shared state: chat state with TTL, de-duplication keys and counters.
 
 Two implementations with one interface: in-process (default) and Redis (`REDIS_URL`).
 """

@@ -1,1 +1,1 @@
-"""Intent handlers: each takes a channel-neutral turn and returns a channel-neutral Reply."""
+"""Intents: one module per intent, each handler `turn -> Reply | None`, tried in the order of registry.RULES."""

@@ -26,7 +26,7 @@ class Router:
         *,
         store: Store,
         knowledge: LiveKnowledge,
-        session_ttl: float = 1800,
+        state_ttl: float = 1800,
         record: bool = True,
         max_chars: int = 2000,
         guides: Mapping[str, Guide] | None = None,
@@ -36,7 +36,7 @@ class Router:
     ):
         self.store = store
         self.knowledge = knowledge
-        self.session_ttl = session_ttl
+        self.state_ttl = state_ttl
         self.record = record
         self.max_chars = max_chars
         self.guides = get_guides() if guides is None else guides
@@ -65,7 +65,7 @@ class Router:
         state.pending = [{"label": o.label, "payload": o.payload} for o in reply.options]
         state.turns += 1
         chat_state.save(
-            store=self.store, channel=message.channel, user_id=message.user_id, state=state, ttl=self.session_ttl
+            store=self.store, channel=message.channel, user_id=message.user_id, state=state, ttl=self.state_ttl
         )
         if self.record:
             conversation_service.record_turn(db_session=db_session, message=message, reply=reply)

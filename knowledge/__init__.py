@@ -1,1 +1,1 @@
-"""Knowledge base: FAQ entries, the Chinese matcher, and their admin API."""
+"""Knowledge base: FAQ entries and their versions, the Chinese matcher, troubleshooting guides, unanswered questions."""

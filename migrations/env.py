@@ -3,12 +3,10 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from bot.models import import_all_models
-from core.database import Base
+from bot.models import metadata
 
-import_all_models()
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations() -> None:

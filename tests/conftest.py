@@ -25,6 +25,32 @@ SHARED = REPO.parent / "shared"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
+SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+EMBEDDED = {"database_url": "sqlite", "store": "memory"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--embedded",
+        action="store_true",
+        help="run storage tests on the embedded defaults only (SQLite, in-process store): no PostgreSQL or Redis",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests/system/ as `system`; with --embedded, leave out the PostgreSQL and Redis variants."""
+    kept, dropped = [], []
+    for item in items:
+        if SYSTEM_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.system)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_a_server = any(params.get(name, embedded) != embedded for name, embedded in EMBEDDED.items())
+        (dropped if config.getoption("--embedded") and on_a_server else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def _env_url(test_var: str, var: str, scheme: str, default: str) -> str:
     if os.environ.get(test_var):
         return os.environ[test_var]

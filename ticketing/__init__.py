@@ -1,1 +1,1 @@
-"""Tickets, the staff queue, assignment, SLAs and agent replies (the human-handoff issue builds this package)."""
+"""Tickets: handoff intake, the state machine, the staff queue, assignment, SLAs, agent replies and incidents."""

@@ -1,1 +1,1 @@
-"""Conversation turns: what each merchant said and what the bot answered."""
+"""Conversation turns (what each merchant said and what the bot answered) and the chat state between them."""

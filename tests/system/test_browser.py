@@ -18,8 +18,8 @@ from playwright.sync_api import expect, sync_playwright
 from bot.bootstrap import prepare_database
 from core.database import get_engine, session_scope
 from tests.conftest import clear_process_caches
+from tests.console.test_console import console_app
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.test_console import console_app
 from ticketing import handoff, staff
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from bot.bootstrap import prepare_database
 from bot.cli import user_app
-from bot.models import import_all_models
+from bot.models import metadata
 from core.clock import utc
 from core.conversation import service as conversation_service
-from core.database import Base, get_engine, session_scope
+from core.database import get_engine, session_scope
 from core.messages import IncomingMessage, Reply
 from core.outbox.models import OutboxMessage
 from core.outbox.senders import RetryLater, Undeliverable
@@ -136,9 +136,8 @@ def test_migration_creates_the_tables_the_models_describe(tdb):
     indexes = {i["name"]: i for i in inspector.get_indexes("ticket")}
     assert indexes["uq_ticket_unclosed_identity"]["unique"]
     assert indexes["uq_ticket_unclosed_identity"]["column_names"] == ["channel", "user_id"]
-    import_all_models()
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert [d for d in differences if any(table in repr(d) for table in TICKET_TABLES)] == []
 
 

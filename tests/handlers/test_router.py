@@ -201,7 +201,7 @@ def test_choices_belong_to_one_conversation(router):
 
 def test_session_expires_after_its_ttl(router, clock):
     say(router, "你好")
-    clock.now += router.session_ttl + 1
+    clock.now += router.state_ttl + 1
     assert say(router, "3").intent != "handoff"
 
 

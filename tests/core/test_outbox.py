@@ -18,9 +18,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 
-from bot.models import import_all_models
+from bot.models import metadata
 from core.clock import utc
-from core.database import Base, get_engine, make_engine, session_scope, upgrade_schema
+from core.database import get_engine, make_engine, session_scope, upgrade_schema
 from core.messages import Option
 from core.outbox import service, worker
 from core.outbox.models import OutboxMessage
@@ -131,9 +131,8 @@ def test_upgrade_schema_creates_the_outbox_as_the_model_describes(database_url):
         assert indexes["ix_outbox_message_due"] == ["status", "next_attempt_at"]
         uniques = inspector.get_unique_constraints("outbox_message")
         assert [(u["name"], u["column_names"]) for u in uniques] == [("uq_outbox_message_dedupe_key", ["dedupe_key"])]
-        import_all_models()
         with eng.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
         assert [d for d in differences if "outbox_message" in repr(d)] == []
     finally:
         eng.dispose()

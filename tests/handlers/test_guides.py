@@ -1,7 +1,6 @@
 """Troubleshooting guides: YAML validation, every shipped guide walked to every leaf, and guide behaviour in chat."""
 
 import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +17,7 @@ from handlers import handoff
 from handlers.router import Router
 from knowledge.guides import GUIDE_DIR, Guide, GuideError, check_guides, get_guides, load_guides, parse_guide
 from knowledge.service import default_entries
+from tests.conftest import REPO
 
 REQUIRED = {
     "issue_failed_generic",
@@ -692,5 +692,5 @@ def test_progress_in_a_guide_that_no_longer_exists_is_dropped(tiny):
 
 
 def test_shipped_guide_files_are_package_data():
-    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     assert '"guides/*.yaml"' in pyproject

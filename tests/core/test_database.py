@@ -1,7 +1,5 @@
 """Schema migration, FAQ storage and conversation history, on SQLite and PostgreSQL."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -15,8 +13,9 @@ from core.messages import IncomingMessage, Option, Reply
 from knowledge import service
 from knowledge.models import FaqEntry
 from knowledge.schemas import FaqIn
+from tests.conftest import REPO
 
-FAQ_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "faq"
+FAQ_DIR = REPO / "knowledge" / "data" / "faq"
 
 
 def shipped_ids() -> list[str]:

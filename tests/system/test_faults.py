@@ -22,7 +22,7 @@ from bot.channels.wechat.render import CUSTOM_LIMIT_BYTES, payload_text, split_t
 from knowledge.service import default_entries
 from tests.fakes.invoice_api import ERROR, NORMAL, SLOW, FakeInvoiceApi
 from tests.fakes.tencent import FakeTencent
-from tests.procs import (
+from tests.system.procs import (
     WECHAT_APP_ID,
     WECHAT_APP_SECRET,
     RedisServer,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
+
 CLI = REPO / ".venv" / "bin" / "merchant-assist"
 NUMBER = "25112000000098765432"
 ROW_KEYS = {"text", "action", "topic", "score", "candidates"}

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bot.bootstrap import make_router, prepare_database
-from bot.models import import_all_models
+from bot.models import metadata
 from core.clock import utc
 from core.conversation.models import ConversationTurn
-from core.database import Base, get_engine, session_scope
+from core.database import get_engine, session_scope
 from core.messages import IncomingMessage
 from core.outbox.models import OutboxMessage
 from core.settings import get_settings
@@ -99,9 +99,8 @@ def match(text: str):
 
 
 def test_migration_creates_the_tables_the_models_describe(adb):
-    import_all_models()
     with get_engine().connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert [d for d in differences if any(table in repr(d) for table in MY_TABLES)] == []
 
 

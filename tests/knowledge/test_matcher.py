@@ -1,15 +1,12 @@
 """The FAQ matcher on the shipped knowledge base: typos, colloquial and abbreviated phrasing, error codes,
 off-topic questions, and the lexical-only mode used when the embedding model is unavailable."""
 
-from pathlib import Path
-
 import pytest
 
 from knowledge import service
 from knowledge.embedding import load_embedder
 from knowledge.matcher import Matcher, Topic, load_lexicon
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def shipped_topics() -> list[Topic]:
