@@ -10,7 +10,7 @@ from console import logins
 from console.errors import forbidden, login_required
 from core.clock import utc
 from core.database import session_scope
-from core.web import get_db
+from core.web import DbDepends
 from ticketing.models import ROLE_ADMIN, ROLES, StaffUser
 
 TOUCH_SECONDS = 300  # last_seen_at is written at most this often
@@ -30,7 +30,7 @@ def _valid_staff(db_session: Session, login: logins.StaffLogin) -> StaffUser | N
     return user
 
 
-def current_staff(request: Request, db_session: Annotated[Session | None, Depends(get_db)] = None) -> StaffUser | None:
+def current_staff(request: Request, db_session: Annotated[Session | None, DbDepends] = None) -> StaffUser | None:
     """The logged-in account, or None; a login whose account was disabled or whose password changed ends here.
     Each use slides the login's expiry. Callable outside FastAPI as current_staff(request)."""
     if hasattr(request.state, "console_staff"):
