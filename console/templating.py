@@ -87,6 +87,7 @@ ACTION_LABELS = {
     "incident_pushed": "推送事件公告",
     "incident_closed": "关闭事件",
     "incident_linked": "关联工单到事件",
+    "binding_locked": "税号绑定锁定（错误尝试过多）",
 }
 
 

@@ -11,6 +11,7 @@ from handlers import invoice, payloads
 from handlers.turn import Turn
 from invoices import watches
 from merchants import service as merchants
+from ticketing import service as ticket_service
 
 AWAITING = "binding"
 _BIND = re.compile(r"^(我要|我想|申请|帮我|请)?(绑定|綁定|bangding|关联)(企业|公司|商户|账号|帐号|税号)?")
@@ -26,6 +27,11 @@ ASK = (
 )
 REJECTED = (
     "税号或绑定码不正确，或绑定码已过期、已被使用。请核对后重新发送；如需新的绑定码，请联系贵司管理员或回复“转人工”。"
+)
+
+TAX_ID_LOCKED = (
+    "该税号近期错误尝试过多，为保护企业信息，此前签发的绑定码已暂停使用。"
+    "请联系贵司管理员或客服重新获取绑定码后再绑定，新绑定码可立即使用；也可回复“转人工”。"
 )
 
 
@@ -136,6 +142,9 @@ def attempt(turn: Turn) -> Reply:
         turn.state.awaiting = AWAITING
         return Reply(text=f"税号有误：{check.problem}。请核对后重新发送税号和绑定码。", intent="binding")
     settings = get_settings()
+    limits = merchants.BindingLimits(
+        max_failures=settings.binding_max_failures, window_seconds=settings.binding_failure_window_seconds
+    )
     result = merchants.bind(
         db_session=turn.db_session,
         store=turn.store,
@@ -143,10 +152,12 @@ def attempt(turn: Turn) -> Reply:
         user_id=turn.message.user_id,
         tax_id=check.value,
         code=code_match.group(0),
-        limits=merchants.BindingLimits(
-            max_failures=settings.binding_max_failures, window_seconds=settings.binding_failure_window_seconds
-        ),
+        limits=limits,
     )
+    if result.locked_tax_id is not None:
+        _audit_lock(turn, result.locked_tax_id, limits)
+    if result.outcome == "rate_limited" and result.limited_by == "tax_id":
+        return Reply(text=TAX_ID_LOCKED, intent="binding", options=[payloads.HANDOFF])
     if result.outcome == "rate_limited":
         minutes = max(1, result.retry_after_seconds // 60)
         return Reply(
@@ -160,6 +171,22 @@ def attempt(turn: Turn) -> Reply:
         text=f"绑定成功！当前账号已绑定「{result.merchant.name}」。现在可以直接发送发票号码查询开票和交付状态。",
         intent="binding",
         options=[payloads.INVOICE_LOOKUP],
+    )
+
+
+def _audit_lock(turn: Turn, tax_id: str, limits: merchants.BindingLimits) -> None:
+    """The audit event of a taxpayer id's binding lock (the taxpayer id masked)."""
+    merchant = merchants.get_by_tax_id(db_session=turn.db_session, tax_id=tax_id)
+    ticket_service.record_event(
+        db_session=turn.db_session,
+        action="binding_locked",
+        after={
+            "tax_id": mask(tax_id),
+            "merchant_id": merchant.id if merchant else None,
+            "channel": turn.message.channel,
+            "wrong_tries": limits.per_tax_id,
+            "window_seconds": limits.window_seconds,
+        },
     )
 
 

@@ -37,3 +37,10 @@ class BindingCodeOut(BaseModel):
     merchant_id: int
     code: str
     expires_at: datetime
+
+
+class UnlockOut(BaseModel):
+    """The taxpayer ids whose binding lock was lifted (empty when none was locked)."""
+
+    merchant_id: int
+    unlocked_tax_ids: list[str]

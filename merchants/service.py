@@ -2,9 +2,10 @@
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import delete, select, update
@@ -12,10 +13,12 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.identifiers import check_taxpayer_id
+from core.redact import mask
 from core.store import Store
 from merchants.models import BindingCode, ChatBinding, Merchant, MerchantTaxId
 
 CODE_DIGITS = 8
+log = logging.getLogger(__name__)
 
 
 class MerchantError(ValueError):
@@ -104,8 +107,10 @@ def issue_code(
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         if db_session.scalar(select(BindingCode.id).where(BindingCode.code_hash == _hash(code))) is None:
             break
+    now = utc(now)
+    # created_at from the same clock as the binding lock (issued after a lock = binds despite it), to the microsecond.
     row = BindingCode(
-        merchant_id=merchant_id, code_hash=_hash(code), expires_at=utc(now) + timedelta(seconds=ttl_seconds)
+        merchant_id=merchant_id, code_hash=_hash(code), expires_at=now + timedelta(seconds=ttl_seconds), created_at=now
     )
     db_session.add(row)
     db_session.flush()
@@ -113,28 +118,52 @@ def issue_code(
 
 
 BindOutcome = Literal["bound", "rejected", "rate_limited"]
+LockReason = Literal["identity", "tax_id"]
 
 
 @dataclass(frozen=True)
 class BindResult:
-    """What a binding attempt came to; `merchant` is set when bound."""
+    """What a binding attempt came to; `merchant` is set when bound, `limited_by` when rate limited, `locked_tax_id`
+    when this very attempt locked a taxpayer id (the caller writes the audit event)."""
 
     outcome: BindOutcome
     merchant: Merchant | None = None
     retry_after_seconds: int = 0
+    limited_by: LockReason | None = None
+    locked_tax_id: str | None = None
 
 
 @dataclass(frozen=True)
 class BindingLimits:
-    """How many wrong tries an identity gets per window; a taxpayer id gets `per_tax_id_factor` times as many."""
+    """Tries per chat identity per window; a taxpayer id takes `per_tax_id_factor` times as many wrong tries (from
+    any identities) before the codes issued until then are frozen for the window."""
 
     max_failures: int = 5
     window_seconds: int = 3600
     per_tax_id_factor: int = 4
 
+    @property
+    def per_tax_id(self) -> int:
+        """Wrong tries a taxpayer id takes per window before its older codes are frozen."""
+        return self.max_failures * self.per_tax_id_factor
 
-def _failure_keys(channel: str, user_id: str, tax_id: str) -> tuple[str, str]:
-    return f"bind:fail:who:{channel}:{user_id}", f"bind:fail:tax:{tax_id}"
+
+def _identity_key(channel: str, user_id: str) -> str:
+    return f"bind:try:who:{channel}:{user_id}"
+
+
+def _tax_id_key(tax_id: str) -> str:
+    return f"bind:try:tax:{tax_id}"
+
+
+def _lock_key(tax_id: str) -> str:
+    return f"bind:lock:tax:{tax_id}"
+
+
+def locked_since(*, store: Store, tax_id: str) -> datetime | None:
+    """When the taxpayer id was locked (codes issued until then do not bind), or None when it is not locked."""
+    raw = store.get(_lock_key(tax_id))
+    return None if raw is None else datetime.fromtimestamp(float(raw), UTC)
 
 
 def bind(
@@ -148,17 +177,33 @@ def bind(
     limits: BindingLimits = BindingLimits(),
     now: datetime | None = None,
 ) -> BindResult:
-    """Bind a chat identity to the merchant owning `tax_id` when `code` is one of its live, unused codes."""
+    """Bind a chat identity to the merchant owning `tax_id` when `code` is one of its live, unused codes.
+
+    Every try is counted (atomically, before its code is looked at) per identity and per taxpayer id; a success is
+    handed back to the counters, nobody else's count is reset. Past the identity's limit it is refused for the
+    window. Past the taxpayer id's limit the id is locked: codes issued before the lock are refused for the window,
+    a code issued after it (staff give the owner a new one) still binds."""
     now = utc(now)
-    keys = _failure_keys(channel, user_id, tax_id)
-    caps = (limits.max_failures, limits.max_failures * limits.per_tax_id_factor)
-    if any(int(store.get(key) or 0) >= cap for key, cap in zip(keys, caps, strict=True)):
-        return BindResult("rate_limited", retry_after_seconds=limits.window_seconds)
+    identity_key = _identity_key(channel, user_id)
+    if store.incr(identity_key, ttl=limits.window_seconds) > limits.max_failures:
+        return BindResult("rate_limited", retry_after_seconds=limits.window_seconds, limited_by="identity")
     merchant = get_by_tax_id(db_session=db_session, tax_id=tax_id)
-    row = _live_code(db_session, merchant.id, code, now) if merchant is not None else None
+    if merchant is None:
+        return BindResult("rejected")
+    locked_at, newly_locked = locked_since(store=store, tax_id=tax_id), None
+    counted = locked_at is None
+    if counted and store.incr(_tax_id_key(tax_id), ttl=limits.window_seconds) > limits.per_tax_id:
+        if store.add(_lock_key(tax_id), repr(now.timestamp()), ttl=limits.window_seconds):
+            newly_locked = tax_id
+            log.warning("binding_locked tax_id=%s merchant_id=%s", mask(tax_id), merchant.id)
+        locked_at = locked_since(store=store, tax_id=tax_id) or now
+    row = _live_code(db_session, merchant.id, code, now)
+    if locked_at is not None and (row is None or utc(row.created_at) <= locked_at):
+        # Wrong and frozen codes get the same answer: the lock tells nobody whether an old code was right.
+        return BindResult(
+            "rate_limited", retry_after_seconds=limits.window_seconds, limited_by="tax_id", locked_tax_id=newly_locked
+        )
     if row is None:
-        for key in keys:
-            store.incr(key, ttl=limits.window_seconds)
         return BindResult("rejected")
     claimed = db_session.execute(
         update(BindingCode)
@@ -170,9 +215,23 @@ def bind(
     db_session.execute(delete(ChatBinding).where(ChatBinding.channel == channel, ChatBinding.user_id == user_id))
     db_session.add(ChatBinding(channel=channel, user_id=user_id, merchant_id=merchant.id))
     db_session.flush()
-    for key in keys:
-        store.delete(key)
+    # A success is not a wrong try: hand it back (only this try's own unit; strangers' tries stay counted).
+    store.incr(identity_key, amount=-1)
+    if counted:
+        store.incr(_tax_id_key(tax_id), amount=-1)
     return BindResult("bound", merchant=merchant)
+
+
+def unlock(*, db_session: Session, store: Store, merchant_id: int) -> list[str]:
+    """Lift the binding lock and forget the wrong tries of a merchant's taxpayer ids; return the ids that were
+    locked."""
+    unlocked = []
+    for tax_id in get_tax_ids(db_session=db_session, merchant_id=merchant_id):
+        if locked_since(store=store, tax_id=tax_id) is not None:
+            unlocked.append(tax_id)
+        store.delete(_lock_key(tax_id))
+        store.delete(_tax_id_key(tax_id))
+    return unlocked
 
 
 def _live_code(db_session: Session, merchant_id: int, code: str, now: datetime) -> BindingCode | None:

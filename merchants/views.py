@@ -1,14 +1,20 @@
-"""Admin API for merchants: create them, issue binding codes, see and remove chat bindings."""
+"""Admin API for merchants: create them, issue binding codes, see and remove chat bindings, lift binding locks."""
+
+import logging
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy.orm import Session
 
 from core.clock import utc
+from core.redact import mask
 from core.settings import get_settings
+from core.store import get_store
 from core.web import DbSession, RowId, require_admin
 from merchants import service
 from merchants.models import Merchant
-from merchants.schemas import BindingCodeOut, BindingOut, MerchantIn, MerchantOut
+from merchants.schemas import BindingCodeOut, BindingOut, MerchantIn, MerchantOut, UnlockOut
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/admin/merchants", tags=["admin"], dependencies=[Depends(require_admin)])
 # Ids are 32-bit (INTEGER on PostgreSQL); a larger one in the URL is a 422, not an overflow inside the driver.
@@ -73,3 +79,13 @@ def remove_binding(merchant_id: RowId, channel: str, user_id: str, db_session: D
     if binding is None or binding.merchant_id != merchant_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such binding")
     service.unbind(db_session=db_session, channel=channel, user_id=user_id)
+
+
+@router.post("/{merchant_id}/unlock", response_model=UnlockOut)
+def unlock_binding(merchant_id: RowId, db_session: DbSession) -> UnlockOut:
+    """Lift the binding lock of the merchant's taxpayer ids and forget their wrong tries (codes issued before the lock
+    bind again)."""
+    _get_or_404(db_session, merchant_id)
+    unlocked = service.unlock(db_session=db_session, store=get_store(), merchant_id=merchant_id)
+    log.warning("binding_unlocked merchant_id=%s tax_ids=%s", merchant_id, ",".join(mask(t) for t in unlocked))
+    return UnlockOut(merchant_id=merchant_id, unlocked_tax_ids=unlocked)

@@ -1,15 +1,25 @@
-"""Merchant accounts and binding chat identities to them: codes expire, work once, and wrong tries are limited."""
+"""Merchant accounts and binding chat identities to them: codes expire, work once, and wrong tries are limited
+(atomically, per identity and per taxpayer id) without strangers being able to lock the owner out."""
 
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from bot.app import create_app
+from bot.bootstrap import make_router
 from core.database import session_scope
-from core.store import MemoryStore
+from core.messages import IncomingMessage
+from core.redact import mask
+from core.settings import get_settings
+from core.store import MemoryStore, get_store
 from merchants import service
 from merchants.models import BindingCode
+from ticketing.models import TicketEvent
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 TAX_A = "91110108MA01ABCD5T"
@@ -153,3 +163,108 @@ def test_admin_api_creates_merchants_and_issues_codes(app_env):
             ("post", f"/api/admin/merchants/{merchant_id}/binding-codes"),
         ):
             assert getattr(client, method)(path).status_code == 401
+
+
+# --- limits strangers cannot turn against the owner ----------------------------------------------------------
+
+
+def in_parallel(tries: list[tuple[str, str]], store, tax_id: str = TAX_A) -> list[str]:
+    """Run every (identity, code) try at once, one thread each; the outcomes."""
+    barrier = threading.Barrier(len(tries))
+
+    def attempt(user_id: str, code: str) -> str:
+        barrier.wait()
+        return bind(store, user_id, code, tax_id=tax_id).outcome
+
+    with ThreadPoolExecutor(max_workers=len(tries)) as pool:
+        return list(pool.map(lambda args: attempt(*args), tries))
+
+
+def test_parallel_tries_of_one_identity_never_pass_its_cap(db, store):
+    make_merchant()
+    outcomes = in_parallel([("mallory", f"{n:08d}") for n in range(24)], store)
+    assert outcomes.count("rejected") == LIMITS.max_failures, outcomes  # tries whose code was looked at
+    assert outcomes.count("rate_limited") == 24 - LIMITS.max_failures
+
+
+def test_parallel_tries_over_rotating_identities_never_pass_the_taxpayer_ids_cap(db, store):
+    make_merchant()
+    outcomes = in_parallel([(f"bot-{n}", f"{n:08d}") for n in range(30)], store)
+    assert outcomes.count("rejected") == LIMITS.per_tax_id, outcomes
+    assert outcomes.count("rate_limited") == 30 - LIMITS.per_tax_id
+
+
+def test_rotating_identities_cannot_lock_out_the_owners_fresh_code(db, store):
+    merchant_id = make_merchant()
+    old_code = issue(merchant_id)
+    for n in range(LIMITS.per_tax_id + 10):
+        bind(store, f"bot-{n}", f"{n:08d}")
+    assert service.locked_since(store=store, tax_id=TAX_A) == T0
+    frozen = bind(store, "owner", old_code, now=T0 + timedelta(seconds=1))
+    assert (frozen.outcome, frozen.limited_by) == ("rate_limited", "tax_id"), "codes from before the lock are frozen"
+    wrong = bind(store, "bot-x", "99999999", now=T0 + timedelta(seconds=1))
+    assert (wrong.outcome, wrong.limited_by) == ("rate_limited", "tax_id"), "a wrong code is answered the same way"
+    fresh = issue(merchant_id, now=T0 + timedelta(seconds=2))  # staff give the owner a new code
+    assert bind(store, "owner", fresh, now=T0 + timedelta(seconds=3)).outcome == "bound"
+    assert tax_ids("owner") == {TAX_A}
+
+
+def test_the_owners_success_keeps_the_strangers_count(db, store):
+    merchant_id = make_merchant()
+    for n in range(LIMITS.per_tax_id - 1):
+        assert bind(store, f"bot-{n}", f"{n:08d}").outcome == "rejected"
+    assert bind(store, "owner", issue(merchant_id)).outcome == "bound"
+    assert bind(store, "bot-last", "77777777").outcome == "rejected", "the last wrong try the cap allows"
+    assert bind(store, "bot-more", "88888888").outcome == "rate_limited", "the owner's success reset nothing"
+    assert service.locked_since(store=store, tax_id=TAX_A) is not None
+
+
+def test_many_successes_do_not_lock_the_taxpayer_id(db, store):
+    merchant_id = make_merchant()
+    for n in range(LIMITS.per_tax_id * 2):
+        assert bind(store, f"staff-{n}", issue(merchant_id)).outcome == "bound"
+    assert service.locked_since(store=store, tax_id=TAX_A) is None
+
+
+def test_admin_unlock_lets_codes_from_before_the_lock_bind_again(app_env):
+    with TestClient(create_app()) as client:
+        store = get_store()
+        merchant_id = client.post(
+            "/api/admin/merchants", json={"name": "甲公司", "tax_ids": [TAX_A]}, headers=ADMIN
+        ).json()["id"]
+        code = client.post(f"/api/admin/merchants/{merchant_id}/binding-codes", headers=ADMIN).json()["code"]
+        now = datetime.now(UTC)
+        for n in range(LIMITS.per_tax_id + 1):
+            bind(store, f"bot-{n}", f"{n:08d}", now=now)
+        assert bind(store, "owner", code, now=now).outcome == "rate_limited"
+
+        assert client.post(f"/api/admin/merchants/{merchant_id}/unlock").status_code == 401
+        unlocked = client.post(f"/api/admin/merchants/{merchant_id}/unlock", headers=ADMIN)
+        assert unlocked.status_code == 200, unlocked.text
+        assert unlocked.json() == {"merchant_id": merchant_id, "unlocked_tax_ids": [TAX_A]}
+        assert service.locked_since(store=store, tax_id=TAX_A) is None
+        assert bind(store, "owner", code, now=now).outcome == "bound"
+        again = client.post(f"/api/admin/merchants/{merchant_id}/unlock", headers=ADMIN)
+        assert again.json()["unlocked_tax_ids"] == []
+        assert client.post("/api/admin/merchants/999/unlock", headers=ADMIN).status_code == 404
+
+
+def test_a_lockout_writes_one_audit_event_with_the_taxpayer_id_masked(db, monkeypatch, caplog):
+    monkeypatch.setenv("BINDING_MAX_FAILURES", "2")  # per taxpayer id: 2 × 4 wrong tries
+    get_settings.cache_clear()
+    router = make_router(store=MemoryStore())
+    make_merchant()
+    replies = []
+    with caplog.at_level(logging.WARNING, logger="merchants.service"):
+        for n in range(12):
+            with session_scope() as db_session:
+                message = IncomingMessage(channel="wechat", user_id=f"bot-{n // 2}", text=f"绑定 {TAX_A} {n:08d}")
+                replies.append(router.handle(message, db_session=db_session).text)
+    assert "重新获取绑定码" in replies[-1]
+    with session_scope() as db_session:
+        events = list(db_session.scalars(select(TicketEvent).where(TicketEvent.action == "binding_locked")))
+    assert len(events) == 1, "one event per lockout, not one per refused try"
+    assert events[0].after["tax_id"] == mask(TAX_A) != TAX_A
+    assert events[0].after["wrong_tries"] == 8
+    logged = [r.getMessage() for r in caplog.records if "binding_locked" in r.getMessage()]
+    assert len(logged) == 1 and TAX_A not in logged[0] and mask(TAX_A) in logged[0]
