@@ -215,10 +215,11 @@ def bind(
     db_session.execute(delete(ChatBinding).where(ChatBinding.channel == channel, ChatBinding.user_id == user_id))
     db_session.add(ChatBinding(channel=channel, user_id=user_id, merchant_id=merchant.id))
     db_session.flush()
-    # A success is not a wrong try: hand it back (only this try's own unit; strangers' tries stay counted).
-    store.incr(identity_key, amount=-1)
+    # A success is not a wrong try: hand it back (only this try's own unit; strangers' tries stay counted). With
+    # the TTL: a counter that expired meanwhile comes back as -1 for one window at most, never as a permanent key.
+    store.incr(identity_key, amount=-1, ttl=limits.window_seconds)
     if counted:
-        store.incr(_tax_id_key(tax_id), amount=-1)
+        store.incr(_tax_id_key(tax_id), amount=-1, ttl=limits.window_seconds)
     return BindResult("bound", merchant=merchant)
 
 

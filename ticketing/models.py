@@ -148,6 +148,9 @@ class Ticket(Base):
 
 def ticket_number(ticket_id: int) -> str:
     """The number shown for a ticket id."""
+    # A number reaches a merchant only after its row is committed (requests commit before they answer: core/web.py).
+    # SQLite (no AUTOINCREMENT) may give the id of a row whose commit was lost to the next ticket: never told, so
+    # never told twice; tickets are not deleted, so a committed id is never handed out again.
     return f"T{ticket_id:06d}"
 
 
