@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     unanswered_days: int = 30  # how far back the unanswered list looks
     analytics_days: int = 14
 
+    # Hardening (h-small): in-process store cap, WeChat replay and encryption, validation of hostile input
+    memory_store_max_keys: int = 100_000  # the in-process store evicts its least recently used keys past this
+
 
 @lru_cache
 def get_settings() -> Settings:
