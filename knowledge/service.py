@@ -8,6 +8,7 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import safe_yaml
 from knowledge import versions
 from knowledge.models import FaqEntry, KnowledgeRevision
 from knowledge.schemas import FaqIn
@@ -127,7 +128,9 @@ def import_entries(*, db_session: Session, entries: list[FaqIn], author: str = "
 def parse_yaml(text: str) -> list[FaqIn]:
     """Parse and validate a YAML list of entries (raises ValueError with the reason)."""
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.safe_load(text)
+    except safe_yaml.UnsafeYamlError as exc:
+        raise ValueError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise ValueError(f"not valid YAML: {exc}") from exc
     if not isinstance(data, list):

@@ -702,6 +702,21 @@ def test_csv_export_and_import_in_the_console(console):
     assert console.get("/console/admin/faq/export.yaml").text.startswith("- id:")
 
 
+def test_yaml_alias_bomb_import_fails_with_a_reason_in_chinese(console):
+    from tests.core.test_safe_yaml import alias_bomb
+
+    _, csrf = login(console, "admin1")
+    files = {"file": ("faq.yaml", alias_bomb(9).encode(), "application/yaml")}
+    response = post(console, "faq/import", csrf, {"format": "auto"}, files=files)
+    assert response.status_code == 303
+    assert "导入失败（YAML）：不支持 YAML 锚点和别名" in console.get("/console/admin/faq/import").text
+    pasted = "- id: big_entry\n  category: 测试\n  question: 很长吗？\n  answer: " + "发" * (1024 * 1024)
+    response = post(console, "faq/import", csrf, {"text": pasted, "format": "yaml"})  # 3 MB pasted
+    assert response.status_code in (303, 400)  # refused by the form parser (1 MB a field) or our 2 MB cap
+    with session_scope() as db_session:
+        assert service.get(db_session=db_session, faq_id="big_entry") is None
+
+
 def listed(client: TestClient) -> str:
     """The unanswered page below the topic picker's options."""
     return client.get("/console/admin/unanswered").text.split("</datalist>")[-1]
