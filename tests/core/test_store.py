@@ -225,11 +225,11 @@ def test_memory_store_sweeps_expired_keys_nobody_reads_again():
     for n in range(10 * MemoryStore.SWEEP_EVERY):
         store.add(f"wx:msg:{n}", "1", ttl=60)
         store.set(f"kept:{n % 3}", "永久")
-    assert len(store) == 10 * MemoryStore.SWEEP_EVERY + 3
+    assert store.key_count() == 10 * MemoryStore.SWEEP_EVERY + 3
     clock.advance(60)
     for n in range(MemoryStore.SWEEP_EVERY):  # later traffic sweeps what expired
         store.incr(f"rate:{n}", ttl=120)
-    assert len(store) == MemoryStore.SWEEP_EVERY + 3
+    assert store.key_count() == MemoryStore.SWEEP_EVERY + 3
     assert [store.get(f"kept:{n}") for n in range(3)] == ["永久"] * 3
     assert store.get("rate:0") == "1"
 
@@ -255,7 +255,7 @@ def test_memory_store_evicts_least_recently_used_past_its_cap():
     assert store.get("k0") == "0"  # read: now the most recently used
     for n in range(100, 150):
         store.add(f"k{n}", str(n))
-    assert len(store) == 100
+    assert store.key_count() == 100
     assert store.get("k0") == "0"
     assert [n for n in range(1, 51) if store.get(f"k{n}") is not None] == []
     assert all(store.get(f"k{n}") == str(n) for n in range(51, 150))
@@ -271,7 +271,7 @@ def test_memory_store_drops_expired_keys_before_evicting_live_ones():
     for n in range(9):
         store.set(f"new{n}", "y", ttl=60)
     assert store.get("live") == "还在"
-    assert len(store) == 10
+    assert store.key_count() == 10
 
 
 def test_configured_store_takes_its_cap_from_the_settings(app_env, monkeypatch):
@@ -283,4 +283,9 @@ def test_configured_store_takes_its_cap_from_the_settings(app_env, monkeypatch):
     store = get_store()
     for n in range(20):
         store.set(f"k{n}", "v")
-    assert len(store) == 5
+    assert store.key_count() == 5
+
+
+def test_an_empty_memory_store_is_truthy():
+    """Callers write `store or MemoryStore()`: an empty store must not be replaced by a new one."""
+    assert MemoryStore()
