@@ -97,6 +97,7 @@ def env(app_env, monkeypatch) -> str:
         "WECHAT_APP_SECRET": "hostile-secret",
         "WECHAT_AES_KEY": WX_AES_KEY,
         "WECHAT_REPLY_BUDGET_SECONDS": "4.0",
+        "WECHAT_REQUIRE_ENCRYPTION": "false",  # plain pushes are fuzzed too; refusing them is tested on its own
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -162,8 +163,17 @@ def wx_sign(*parts: str) -> str:
     return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
 
-def wx_query(*, token: str = WX_TOKEN, timestamp: str | None = None, nonce: str = "20240501", **extra: str) -> dict:
+NONCES = itertools.count(20240501)
+
+
+def fresh_nonce() -> str:
+    return str(next(NONCES))
+
+
+def wx_query(*, token: str = WX_TOKEN, timestamp: str | None = None, nonce: str | None = None, **extra: str) -> dict:
+    """A signed query; a fresh nonce unless given (WeChat never reuses one for another push)."""
     timestamp = timestamp or str(int(time.time()))
+    nonce = nonce or fresh_nonce()
     return {"signature": wx_sign(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, **extra}
 
 
@@ -516,7 +526,7 @@ def test_fuzz_wechat_push_never_fails(client, errors):
     @settings(FUZZ, max_examples=200)
     @given(cipher=st.one_of(st.binary(max_size=512).map(lambda b: base64.b64encode(b).decode()), st.text(max_size=200)))
     def encrypted_random(cipher: str) -> None:
-        timestamp, nonce = str(int(time.time())), "7"
+        timestamp, nonce = str(int(time.time())), fresh_nonce()
         body = f"<xml><ToUserName>{GH}</ToUserName><Encrypt>{escape(cipher)}</Encrypt></xml>"
         params = wx_query(timestamp=timestamp, nonce=nonce, encrypt_type="aes")
         params["msg_signature"] = wx_sign(WX_TOKEN, timestamp, nonce, cipher.strip())
@@ -526,7 +536,7 @@ def test_fuzz_wechat_push_never_fails(client, errors):
     @given(push=wechat_pushes())
     def encrypted_valid_xml(push: tuple[str, str | None]) -> None:
         xml = push[0].replace("</xml>", f"<MsgId>{next(msg_ids)}</MsgId></xml>")
-        timestamp, nonce = str(int(time.time())), "8"
+        timestamp, nonce = str(int(time.time())), fresh_nonce()
         body, msg_signature = wx_encrypted(xml, timestamp=timestamp, nonce=nonce)
         params = wx_query(timestamp=timestamp, nonce=nonce, encrypt_type="aes", msg_signature=msg_signature)
         response = client.post("/wechat", params=params, content=body)
@@ -941,9 +951,10 @@ def test_xxe_does_not_read_files_or_fetch_urls(client, dtd_server, monkeypatch):
         ('<!DOCTYPE xml [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>', "x"),
     ]
     crypto = WeChatCrypto(WX_TOKEN, WX_AES_KEY, WX_APPID)
-    timestamp, nonce = str(int(time.time())), "5"
+    timestamp = str(int(time.time()))
     answers = []
     for number, (doctype, content) in enumerate(attacks):
+        nonce = fresh_nonce()
         push = _push_with_doctype(doctype, content, 900 + number)
         plain = wx_post(client, push)
         assert plain.status_code == 200, (doctype, plain.text)
