@@ -8,6 +8,7 @@ import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
@@ -21,6 +22,7 @@ from console import routes as console_routes
 from core import logs, metrics
 from core.limits import BodyLimitMiddleware
 from core.settings import get_settings
+from core.web import validation_error
 from handlers.router import Router
 from invoices import views as invoice_views
 from knowledge import views as knowledge_views
@@ -89,6 +91,7 @@ def create_app(*, message_router: Router | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_request_bytes)
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(RedisError, store_unavailable)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(bot_views.router)
     app.include_router(api_channel.router)
     app.include_router(knowledge_views.router)

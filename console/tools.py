@@ -95,6 +95,8 @@ async def import_entries(
             return failed(request, db_session, "无法识别文件编码，请保存为 UTF-8", IMPORT_PATH)
     if not text.strip():
         return failed(request, db_session, "请选择文件或粘贴内容", IMPORT_PATH)
+    if len(text) > MAX_IMPORT_BYTES or len(text.encode("utf-8", errors="replace")) > MAX_IMPORT_BYTES:
+        return failed(request, db_session, "内容过大（最多 2 MB）", IMPORT_PATH)
     kind = detect_format(text, filename, format)
     try:
         entries = service.parse_csv(text) if kind == "csv" else service.parse_yaml(text)

@@ -15,6 +15,7 @@ Intent = Literal[
     "human",  # the conversation is with a person: the message went to the ticket
     "greeting",
     "fallback",
+    "throttled",  # over the per-minute message limit: paused, not answered (nor passed to a ticket)
 ]
 
 

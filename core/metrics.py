@@ -23,6 +23,9 @@ OUTBOX_SENDS = Counter(
 SLA_ALERTS = Counter("merchant_assist_sla_alerts_total", "SLA warnings and breaches raised", ["kind"])
 INFRA_ERRORS = Counter("merchant_assist_infra_errors_total", "Store and database errors, by component", ["component"])
 THROTTLED = Counter("merchant_assist_throttled_total", "Messages over the per-identity rate limit")
+STORE_EVICTIONS = Counter(
+    "merchant_assist_store_evictions_total", "Keys evicted from the full in-process store (MEMORY_STORE_MAX_KEYS)"
+)
 DEGRADED = Counter("merchant_assist_degraded_total", "Messages answered without a working store (chat state not kept)")
 
 

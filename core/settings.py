@@ -107,8 +107,20 @@ class Settings(BaseSettings):
     unanswered_days: int = 30  # how far back the unanswered list looks
     analytics_days: int = 14
 
+    # Hardening (h-small): in-process store cap, WeChat replay and encryption, validation of hostile input
+    memory_store_max_keys: int = 100_000  # the in-process store evicts its least recently used keys past this
+    # None: refuse plaintext WeChat pushes (403) whenever WECHAT_AES_KEY is set; false accepts them (compatible setups)
+    wechat_require_encryption: bool | None = None
+
 
 @lru_cache
 def get_settings() -> Settings:
     """Return the process-wide settings."""
     return Settings()
+
+
+def wechat_encryption_required(settings: Settings) -> bool:
+    """True when plaintext WeChat pushes are refused: as set, else whenever an AES key is configured."""
+    if settings.wechat_require_encryption is not None:
+        return settings.wechat_require_encryption
+    return bool(settings.wechat_aes_key)

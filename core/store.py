@@ -3,11 +3,13 @@
 Two implementations with one interface: in-process (default) and Redis (`REDIS_URL`).
 """
 
+import heapq
 import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -73,12 +75,23 @@ class Store(ABC):
 
 
 class MemoryStore(Store):
-    """In-process store for a single worker; the default."""
+    """In-process store for a single worker; the default. Expired keys are swept every SWEEP_EVERY writes; past
+    `max_keys` keys, the least recently used are evicted."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    SWEEP_EVERY = 256
+    DEFAULT_MAX_KEYS = 100_000
+
+    def __init__(self, clock=time.monotonic, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self._clock = clock
-        self._data: dict[str, tuple[str, float | None]] = {}
+        self._max_keys = max(1, max_keys)
+        self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()  # least recently used first
+        self._expiries: list[tuple[float, str]] = []  # heap of (expiry, key); stale entries are skipped
+        self._writes = 0
         self._lock = threading.Lock()
+
+    def key_count(self) -> int:
+        """Keys held, expired ones not yet swept included (no __len__: an empty store must stay truthy)."""
+        return len(self._data)
 
     def _live(self, key: str) -> str | None:
         item = self._data.get(key)
@@ -88,10 +101,37 @@ class MemoryStore(Store):
         if expires is not None and expires <= self._clock():
             del self._data[key]
             return None
+        self._data.move_to_end(key)
         return value
 
     def _expiry(self, ttl: float | None) -> float | None:
         return None if ttl is None else self._clock() + ttl
+
+    def _put(self, key: str, value: str, expires: float | None) -> None:
+        """Write a key as the most recently used; sweep now and then, and evict past the cap."""
+        self._data[key] = (value, expires)
+        self._data.move_to_end(key)
+        if expires is not None:
+            heapq.heappush(self._expiries, (expires, key))
+        self._writes += 1
+        if self._writes % self.SWEEP_EVERY == 0 or len(self._data) > self._max_keys:
+            self._sweep()
+        while len(self._data) > self._max_keys:
+            evicted, _ = self._data.popitem(last=False)
+            metrics.STORE_EVICTIONS.inc()
+            log.debug("memory store full (%d keys): %s evicted", self._max_keys, evicted)
+
+    def _sweep(self) -> None:
+        """Drop every expired key (the heap holds each key's expiries; outdated ones are skipped)."""
+        now = self._clock()
+        while self._expiries and self._expiries[0][0] <= now:
+            expires, key = heapq.heappop(self._expiries)
+            item = self._data.get(key)
+            if item is not None and item[1] == expires:
+                del self._data[key]
+        if len(self._expiries) > 2 * len(self._data) + self.SWEEP_EVERY:  # mostly outdated entries: rebuild
+            self._expiries = [(item[1], key) for key, item in self._data.items() if item[1] is not None]
+            heapq.heapify(self._expiries)
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -99,13 +139,13 @@ class MemoryStore(Store):
 
     def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
         with self._lock:
-            self._data[key] = (value, self._expiry(ttl))
+            self._put(key, value, self._expiry(ttl))
 
     def add(self, key: str, value: str, *, ttl: float | None = None) -> bool:
         with self._lock:
             if self._live(key) is not None:
                 return False
-            self._data[key] = (value, self._expiry(ttl))
+            self._put(key, value, self._expiry(ttl))
             return True
 
     def delete(self, key: str) -> None:
@@ -119,7 +159,7 @@ class MemoryStore(Store):
                 value, expires = amount, self._expiry(ttl)
             else:
                 value, expires = int(current) + amount, self._data[key][1]
-            self._data[key] = (str(value), expires)
+            self._put(key, str(value), expires)
             return value
 
     def ping(self) -> bool:
@@ -167,12 +207,13 @@ class RedisStore(Store):
         return bool(self._redis.ping())
 
 
-def make_store(redis_url: str | None) -> Store:
-    """Create the store for a Redis URL, or an in-process one when there is none."""
-    return RedisStore(redis_url) if redis_url else MemoryStore()
+def make_store(redis_url: str | None, *, max_keys: int = MemoryStore.DEFAULT_MAX_KEYS) -> Store:
+    """Create the store for a Redis URL, or an in-process one (holding at most `max_keys` keys) when there is none."""
+    return RedisStore(redis_url) if redis_url else MemoryStore(max_keys=max_keys)
 
 
 @lru_cache
 def get_store() -> Store:
     """Return the process-wide store for the configured REDIS_URL."""
-    return make_store(get_settings().redis_url)
+    settings = get_settings()
+    return make_store(settings.redis_url, max_keys=settings.memory_store_max_keys)

@@ -1,14 +1,21 @@
 """What every route shares: the database session per request, ids in paths, bearer tokens and the body reader."""
 
 import hmac
+import logging
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from core.database import session_scope
 from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+ECHOED_INPUT_CHARS = 200  # a refused value is echoed back at most this long
 
 
 def get_db() -> Iterator[Session]:
@@ -65,3 +72,39 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
     return bytes(body)
+
+
+def _printable(value: Any) -> Any:
+    """A refused input made JSON-safe: bytes decoded with replacement characters, long text cut."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[: ECHOED_INPUT_CHARS * 4]).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value[:ECHOED_INPUT_CHARS]
+    if isinstance(value, dict):
+        return {str(_printable(k)): _printable(v) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value[:50]]
+    return value
+
+
+def _error_detail(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error as JSON; its input is dropped when it cannot be encoded."""
+    detail = {key: value for key, value in error.items() if key not in ("input", "url")}
+    try:
+        detail = jsonable_encoder(detail)
+    except Exception:  # an unencodable ctx: keep only what is plain text
+        detail = {key: str(value) for key, value in detail.items()}
+    if "input" in error:
+        try:
+            detail["input"] = jsonable_encoder(_printable(error["input"]))
+        except Exception:
+            detail["input"] = None
+    return detail
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with the reasons, for any body (raw non-UTF-8 bytes included): never a 500 while reporting the error."""
+    errors = exc.errors()
+    detail = [_error_detail(dict(error)) for error in errors[:50]]
+    log.info("request refused on %s %s: %d validation errors", request.method, request.url.path, len(errors))
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

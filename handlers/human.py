@@ -8,10 +8,22 @@ from handlers import greeting
 from handlers.turn import Turn
 from ticketing import flows as ticket_flows
 from ticketing import lifecycle
+from ticketing import service as ticket_service
+from ticketing.models import ACTIVE
 
 _END = re.compile(
     r"^(结束|结束人工|结束对话|结束服务|取消人工|取消转人工|不用人工了|不需要人工了|退出人工)[了啦吧。.!！]*$"
 )
+
+
+def with_person(turn: Turn) -> bool:
+    """True when a person has the conversation (its ticket is new, assigned or waiting); nothing is written."""
+    if turn.db_session is None:
+        return False
+    ticket = ticket_service.get_unclosed_for(
+        db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
+    )
+    return ticket is not None and ticket.state in ACTIVE
 
 
 def wants_bot(turn: Turn) -> bool:

@@ -55,8 +55,8 @@ def on_pending_choice(turn: Turn) -> Reply | None:
 
 
 RULES: tuple[Rule, ...] = (  # first match wins
+    Rule(throttle.over_limit, throttle.pause, final=True),  # before the relay: a flood never reaches a ticket
     Rule(always, human.relay, final=True),  # a person has the conversation
-    Rule(throttle.over_limit, throttle.pause, final=True),
     Rule(fallback.is_empty, fallback.empty),
     Rule(guide.is_active, guide.on_answer),
     Rule(has_pending, on_pending_choice),

@@ -8,6 +8,7 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import safe_yaml, spreadsheet
 from knowledge import versions
 from knowledge.models import FaqEntry, KnowledgeRevision
 from knowledge.schemas import FaqIn
@@ -127,7 +128,9 @@ def import_entries(*, db_session: Session, entries: list[FaqIn], author: str = "
 def parse_yaml(text: str) -> list[FaqIn]:
     """Parse and validate a YAML list of entries (raises ValueError with the reason)."""
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.safe_load(text)
+    except safe_yaml.UnsafeYamlError as exc:
+        raise ValueError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise ValueError(f"not valid YAML: {exc}") from exc
     if not isinstance(data, list):
@@ -150,7 +153,7 @@ def to_csv(entries: list[FaqEntry]) -> str:
     """Serialise entries as CSV: id, category, question, alternates and keywords (joined with "|"), answer,
     enabled (true/false)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = spreadsheet.safe_writer(out, lineterminator="\r\n")  # formula-looking text escaped
     writer.writerow(CSV_COLUMNS)
     for e in entries:
         writer.writerow(
@@ -190,7 +193,7 @@ def parse_csv(text: str) -> list[FaqIn]:
 
 def _csv_row(row: dict[str, str | None]) -> dict:
     def cell(name: str) -> str:
-        return (row.get(name) or "").strip()
+        return spreadsheet.unescape_cell((row.get(name) or "").strip())
 
     enabled = cell("enabled").lower()
     if enabled and enabled not in TRUE_WORDS | FALSE_WORDS:
@@ -201,7 +204,7 @@ def _csv_row(row: dict[str, str | None]) -> dict:
         "question": cell("question"),
         "alternates": cell("alternates").split(CSV_LIST_SEPARATOR),
         "keywords": cell("keywords").split(CSV_LIST_SEPARATOR),
-        "answer": (row.get("answer") or "").strip(),
+        "answer": cell("answer"),
         "enabled": enabled not in FALSE_WORDS,
     }
 

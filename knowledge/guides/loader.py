@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from core import safe_yaml
 from core.text import fold
 from knowledge.guides.models import TARGETS, Guide, GuideError, GuideOption, GuideStep, Problem
 
@@ -196,7 +197,7 @@ def parse_guide(
     """Parse and validate one guide's YAML (with `known` guide ids, check switches too); None when it has problems."""
     checker = _Checker(file)
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.safe_load(text)
     except yaml.YAMLError as exc:
         checker.add(f"not valid YAML: {exc}")
         return None, checker.problems

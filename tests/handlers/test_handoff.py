@@ -144,3 +144,41 @@ def test_an_incident_notice_leads_answers_on_its_topic_while_open(router):
     with session_scope() as db_session:
         incidents.close(db_session=db_session, incident_id=incident_id)
     assert not say(router, "开票一直提示服务器繁忙", user="after").text.startswith("已知晓")
+
+
+def test_a_flood_while_a_person_has_it_is_throttled_not_appended_to_the_ticket(router, monkeypatch):
+    """100 large messages in a burst with a ticket open: the first ones reach the person, the rest are paused (one
+    notice a minute, in Chinese), recorded with intent "throttled", and the ticket stays readable."""
+    from core.conversation import service as conversation_service
+    from handlers import throttle
+
+    router.rate_limit = 5
+    say(router, "转人工")  # 1 of 5
+    ticket = only_ticket()
+    before = len(transcript(ticket.id))
+    flood = [say(router, f"第{n}条：" + "发" * 6000) for n in range(100)]
+    assert all(reply.intent == "human" and reply.silent for reply in flood[:4])
+    assert all(reply.intent == "throttled" for reply in flood[4:])
+    notices = [reply.text for reply in flood[4:] if not reply.silent]
+    assert notices == [throttle.THROTTLED_HUMAN_TEXT], "told once, not once per message"
+    assert len(transcript(ticket.id)) == before + 4, "the flood stays out of the ticket"
+    with session_scope() as db_session:
+        history = conversation_service.get_history(db_session=db_session, channel="telegram", user_id="m1", limit=500)
+    assert sum(turn.intent == "throttled" for turn in history) == 96
+
+    monkeypatch.setattr(throttle.time, "time", lambda: 10**10)  # a minute later: counted afresh
+    assert say(router, "还在吗").silent and ("merchant", "还在吗") in transcript(ticket.id)
+
+
+def test_throttled_again_after_a_minute_gets_a_new_notice(router, monkeypatch):
+    from handlers import throttle
+
+    router.rate_limit = 1
+    say(router, "转人工")
+    clock = [1000.0 * 60]
+    monkeypatch.setattr(throttle.time, "time", lambda: clock[0])
+    say(router, "一")
+    assert say(router, "二").text == throttle.THROTTLED_HUMAN_TEXT
+    assert say(router, "三").silent
+    router.store.delete("throttle-notice:telegram:m1")  # what the notice key's 60 s expiry does
+    assert say(router, "四").text == throttle.THROTTLED_HUMAN_TEXT

@@ -229,6 +229,7 @@ def test_too_many_messages_get_a_polite_pause_and_are_still_recorded(app_env):
     limited.rate_limit = 3
     replies = [say(limited, "发票怎么作废", user="fast") for _ in range(4)]
     assert [r.text == THROTTLED_TEXT for r in replies] == [False, False, False, True]
+    assert replies[-1].intent == "throttled", "kept apart from the fallbacks of the unanswered list"
     assert say(limited, "发票怎么作废", user="calm").text != THROTTLED_TEXT, "the limit is per identity"
     with session_scope() as db_session:
         history = conversation_service.get_history(db_session=db_session, channel="api", user_id="fast")

@@ -1,8 +1,8 @@
 """Handle one verified WeChat push: decide what it means, route it once, answer within WeChat's 5-second window.
 
 WeChat waits 5 s for a passive reply and then re-delivers the same push (up to three retries). Each push is
-claimed once in the store (`wx:msg:{MsgId}` or `wx:evt:{openid}:{CreateTime}:{Event}`); the claiming delivery runs
-the router in a worker thread. A reply ready within the budget is answered passively and kept under
+claimed once in the store (`wx:msg:{openid}:{MsgId}` or `wx:evt:{openid}:{CreateTime}:{Event}`); the claiming
+delivery runs the router in a worker thread. A reply ready within the budget is answered passively and kept under
 `wx:reply:{key}` for retries; a later reply is acknowledged with "success" and sent through the outbox (客服 API).
 Before that "success" goes out, a stand-in apology is queued in the outbox (due only after STAND_IN_SECONDS) and the
 late reply takes its place: if the process dies in between, the merchant is asked to resend instead of hearing nothing.
@@ -100,9 +100,10 @@ def plan(message: BaseMessage) -> Plan:
 
 
 def dedupe_key(message: BaseMessage) -> str:
-    """The key WeChat's retries of this push share: MsgId for messages, openid + CreateTime + Event for events."""
+    """The key WeChat's retries of this push share: openid + MsgId for messages (another openid's MsgId is another
+    push), openid + CreateTime + Event for events."""
     if message.id:
-        return f"wx:msg:{message.id}"
+        return f"wx:msg:{message.source}:{message.id}"
     return f"wx:evt:{message.source}:{message.time}:{getattr(message, 'event', message.type)}"
 
 

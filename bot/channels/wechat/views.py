@@ -15,7 +15,8 @@ from wechatpy.messages import BaseMessage
 
 from bot.channels import MessageRouter
 from bot.channels.wechat import inbound
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, wechat_encryption_required
+from core.store import best_effort, get_store
 from core.web import read_body
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,20 @@ def _check_fresh(timestamp: str, window: int) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "stale: timestamp is not a number") from None
     if skew > window:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "stale timestamp")
+
+
+def _check_not_replayed(signature: str, timestamp: str, nonce: str, body: bytes, window: int) -> None:
+    """403 for a signed URL seen before with another body (a captured push replayed); the same body again is one of
+    WeChat's retries and passes, to be answered from the retry cache. Remembered for the whole timestamp window."""
+    seen = hashlib.sha1(f"{signature.strip().lower()}|{timestamp}|{nonce}".encode()).hexdigest()
+    body_hash = hashlib.sha256(body).hexdigest()
+    key, store = f"wx:nonce:{seen}", get_store()
+    if best_effort(lambda: store.add(key, body_hash, ttl=2 * window + 60), True, what="wechat replay check"):
+        return
+    first = best_effort(lambda: store.get(key), None, what="wechat replay check")
+    if first is not None and first != body_hash:
+        log.warning("wechat push refused: nonce %r at %s replayed with another body", nonce[:40], timestamp[:20])
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "replayed: this signature and nonce came with another body")
 
 
 def _crypto(settings: Settings) -> WeChatCrypto:
@@ -110,8 +125,11 @@ async def receive(
     settings = _settings_or_404()
     _check_signature(settings.wechat_token, signature, timestamp, nonce)
     _check_fresh(timestamp, settings.wechat_timestamp_window_seconds)
-    body = await read_body(request, settings.wechat_max_body_bytes)
     encrypted = encrypt_type.lower() == "aes"
+    if not encrypted and wechat_encryption_required(settings):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "plaintext push refused: encryption is required")
+    body = await read_body(request, settings.wechat_max_body_bytes)
+    _check_not_replayed(signature, timestamp, nonce, body, settings.wechat_timestamp_window_seconds)
     try:
         xml = _decrypt(settings, body, msg_signature, timestamp, nonce) if encrypted else body
         message = parse_message(xml)
