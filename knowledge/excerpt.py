@@ -13,6 +13,7 @@ _ERROR_TEXT = re.compile(
 _QUESTION = re.compile(
     r"[吗么呢?？]|怎|如何|为什么|为啥|咋|能否|能不能|可以|可不可以|是否|哪|什么|啥|多少|几[天次个张]|要不要"
 )
+_DIGITS = re.compile(r"\d+")
 _NOISE = re.compile(r"生气|气死|垃圾|差劲|太差|投诉|骂|烦死|无语|崩溃|受不了|急死|服了|坑")
 
 
@@ -28,7 +29,8 @@ def excerpt(text: str, *, limit: int = EXCERPT_CHARS, lexicon: Lexicon | None = 
     text = clean(cut(text))
     if len(text) <= limit:
         return text
-    clauses = list(dict.fromkeys(c.strip() for c in _CLAUSE.findall(text)))  # a repeated clause adds nothing
+    # A repeated clause adds nothing (numbers aside: "1 张开不了，2 张开不了" says one thing).
+    clauses = list({_DIGITS.sub("", c.strip()): c.strip() for c in reversed(_CLAUSE.findall(text))}.values())[::-1]
     scored = [(score(c, lexicon), i, c) for i, c in enumerate(clauses) if c]
     best = max((value for value, _, _ in scored), default=0.0)
     floor = max(0.0, best - 2)  # only clauses nearly as telling as the best: filler dilutes the match
