@@ -66,7 +66,7 @@ def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tup
 def _saved(request: Request, db_session: Session, text: str, back: str) -> Response:
     """Commit an FAQ write, make the bot use it at once, and go back."""
     response = done(request, db_session, text, back)
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()
     return response
 
 

@@ -110,7 +110,7 @@ async def import_entries(
         f"导入完成：新建 {counts['created']} 条，更新 {counts['updated']} 条，未变 {counts['unchanged']} 条",
         FAQ_PATH,
     )
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()
     return response
 
 

@@ -30,8 +30,10 @@ MAX_CLUSTERS = 100
 def unanswered_page(request: Request, user: Admin, db_session: DbSession) -> Response:
     """The clusters of unanswered questions of the last `days`, biggest first, with the matcher's best guess."""
     days = int_param(request.query_params.get("days"), 30, 1, 365)
-    matcher = get_live_knowledge().current(db_session=db_session).matcher
-    clusters = unanswered.clusters(db_session=db_session, days=days, limit=MAX_CLUSTERS, matcher=matcher)
+    snapshot = get_live_knowledge().current(db_session=db_session)
+    clusters = unanswered.clusters(
+        db_session=db_session, days=days, limit=MAX_CLUSTERS, matcher=snapshot.matcher, version=snapshot.version
+    )
     entries = {e.id: e for e in service.get_all(db_session=db_session)}
     links = {}
     for item in clusters:
@@ -84,7 +86,7 @@ def add_alternate(
         else f"这些问法已在「{entry.id}」中，已从列表移除",
         UNANSWERED_PATH,
     )
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()
     return response
 
 

@@ -1,7 +1,17 @@
-"""A request-body cap for every route, enforced before the body is read (declared size) or while it streams."""
+"""Size caps: a request-body cap for every route (enforced before the body is read, or while it streams), and how
+much of a message the matcher and its re-ranker may look at."""
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# The matcher never reads more than this much of a text (the whole text is still stored and shown).
+MATCH_MAX_CHARS = 2000
+# Texts longer than this are matched on an excerpt of their most informative clauses, of at most this length.
+EXCERPT_CHARS = 128
+# The embedding re-ranker's input (its cost grows with the length: 2,000 characters take over a second).
+RERANK_MAX_CHARS = 128
+# The unanswered-questions key is computed from this much of a text.
+KEY_SCAN_CHARS = 1000
 
 
 class BodyTooLarge(Exception):

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     # None: refuse plaintext WeChat pushes (403) whenever WECHAT_AES_KEY is set; false accepts them (compatible setups)
     wechat_require_encryption: bool | None = None
 
+    # Bounded matcher work (long messages, re-ranker, unanswered page, FAQ rebuilds)
+    rerank_concurrency: int = 1  # embedding re-rankings at once per process
+    rerank_wait_seconds: float = 0.05  # longer without a free slot: the lexical decision answers instead
+    unanswered_suggest_seconds: float = 600.0  # how long a cluster's nearest-entry suggestion is cached
+    unanswered_budget_seconds: float = 3.0  # suggestions not computed within this show as none (next view has them)
+    knowledge_rebuild_wait_seconds: float = 10.0  # an FAQ write waits this long for the new matcher (chat never)
+
 
 @lru_cache
 def get_settings() -> Settings:

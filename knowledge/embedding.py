@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -67,7 +68,7 @@ class E5Embedder:
             return
         with self._lock:
             self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._cache_path.with_suffix(".tmp.npz")
+            tmp = self._cache_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # writers apart
             np.savez(tmp, **self._cache)
             tmp.replace(self._cache_path)
             self._dirty = False

@@ -3,11 +3,15 @@
 A message is folded (full-width, case, synonyms, fillers), compared with every phrasing of every topic by
 TF-IDF over character and pinyin n-grams (typo-robust), and with the answers. Pasted error codes hit their
 topic directly. When that is not decisive, the multilingual-e5 embedding of the message re-ranks all topics.
+Only a bounded part of a message is read (core.limits): a long one is matched on an excerpt of its most
+informative clauses, and the re-ranker runs on at most RERANK_MAX_CHARS characters, a few messages at a time
+(RerankGate); a message that finds no free slot soon gets the lexical decision.
 A logistic model over the best score and its margin to the runner-up gives the confidence, which picks the
 outcome: answer, clarify (offer the top choices) or not_sure.
 """
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +20,10 @@ from typing import Literal
 import numpy as np
 import yaml
 
+from core.limits import EXCERPT_CHARS, RERANK_MAX_CHARS
 from core.text import Lexicon, error_codes, fold, units
 from knowledge.embedding import Embedder
+from knowledge.excerpt import cut, excerpt
 from knowledge.lexical import LexicalIndex, features
 
 Outcome = Literal["answer", "clarify", "not_sure"]
@@ -154,6 +160,27 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
 
 
+class RerankGate:
+    """At most `concurrency` re-rankings at once; a caller waits at most `wait_seconds` for a slot."""
+
+    def __init__(self, *, concurrency: int = 1, wait_seconds: float = 0.05) -> None:
+        self.concurrency = max(1, concurrency)
+        self.wait_seconds = max(0.0, wait_seconds)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self.skipped = 0
+
+    def acquire(self) -> bool:
+        """Take a slot; False when none came free in time."""
+        if self._slots.acquire(timeout=self.wait_seconds) if self.wait_seconds else self._slots.acquire(False):
+            return True
+        self.skipped += 1
+        return False
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._slots.release()
+
+
 class Matcher:
     """Matches a merchant's message to FAQ topics."""
 
@@ -164,12 +191,14 @@ class Matcher:
         lexicon: Lexicon,
         embedder: Embedder | None = None,
         config: MatcherConfig | None = None,
+        gate: RerankGate | None = None,
     ) -> None:
         self.topics = list(topics)
         self.ids = [t.id for t in self.topics]
         self.lexicon = lexicon
         self.embedder = embedder
         self.config = config or MatcherConfig.load()
+        self.gate = gate
         n = len(self.topics)
         phrasings, groups = [], []
         for gi, topic in enumerate(self.topics):
@@ -217,22 +246,34 @@ class Matcher:
 
     def embedding_signals(self, text: str, signals: Signals) -> Signals:
         """Add the embedding similarities (best phrasing and answer), rescaled so 0.8 cosine is 0."""
-        vector = self.embedder.query(text)  # type: ignore[union-attr]
+        vector = self.embedder.query(text[:RERANK_MAX_CHARS])  # type: ignore[union-attr]
         best = np.maximum.reduceat(self._phrasing_vectors @ vector, self._starts)
         signals.embedding = (best - 0.8) / 0.2
         signals.passage = (self._answer_vectors @ vector - 0.8) / 0.2
         return signals
 
+    def focus(self, text: str) -> str:
+        """The part of a message that is matched: a short one whole, a long one's most informative clauses."""
+        return excerpt(text, limit=EXCERPT_CHARS, lexicon=self.lexicon) if len(text) > EXCERPT_CHARS else text
+
     def match(self, text: str) -> MatchResult:
         """Rank the topics for a message and decide what to do with it."""
-        prepared = self.prepare(text)
+        text = cut(text)
+        focus = self.focus(text)
+        prepared = self.prepare(focus)
         if not self.topics or not prepared:
             return MatchResult("not_sure", 0.0, [])
-        signals = self.lexical_signals(text, prepared)
+        signals = self.lexical_signals(focus, prepared)
         lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
         if self.mode == "lexical" or (lexical.outcome == "answer" and self._decisive(signals, lexical)):
             return lexical
-        self.embedding_signals(text, signals)
+        if self.gate is not None and not self.gate.acquire():
+            return lexical  # the re-ranker is busy: answer or clarify lexically rather than queue
+        try:
+            self.embedding_signals(focus, signals)
+        finally:
+            if self.gate is not None:
+                self.gate.release()
         return self._decide(signals, self.config.full, self.config.policy, reranked=True)
 
     def _decisive(self, signals: Signals, lexical: MatchResult) -> bool:

@@ -14,10 +14,16 @@ moment; the same question asked afterwards shows up again.
 Clustering is greedy ("leader") clustering: the distinct keys, most frequent first, each join the group of an earlier
 leading key at least UNANSWERED_SIMILARITY similar to it (rapidfuzz ratio, 0-100), or lead a new group. Comparisons
 run in batches in rapidfuzz's C code, so ten thousand turns take about a second.
+
+Each cluster's nearest FAQ entry (the matcher's guess at its leading question, on the matcher's bounded excerpt of
+it) is computed once per cluster and knowledge version and cached for UNANSWERED_SUGGEST_SECONDS; a page computes
+suggestions for at most UNANSWERED_BUDGET_SECONDS, and clusters left over show without one until a later view.
 """
 
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.conversation.models import ConversationTurn
+from core.limits import KEY_SCAN_CHARS
 from core.settings import get_settings
 from core.text import Lexicon, clean, fold, units
 from knowledge import service
@@ -96,7 +103,7 @@ def _lexicon() -> Lexicon:
 
 def text_key(text: str) -> str:
     """The comparable form of a question: folded, synonyms canonical, fillers and punctuation gone."""
-    return "".join(units(_lexicon().canonicalize(fold(text))))[:MAX_KEY_CHARS]
+    return "".join(units(_lexicon().canonicalize(fold(text[:KEY_SCAN_CHARS]))))[:MAX_KEY_CHARS]
 
 
 def find_turns(
@@ -215,21 +222,84 @@ def clusters(
     now: datetime | None = None,
     limit: int | None = None,
     matcher: Matcher | None = None,
+    version: Hashable = None,
+    budget_seconds: float | None = None,
 ) -> list[Cluster]:
-    """The unanswered questions of the last `days` (UNANSWERED_DAYS), clustered; with a matcher, each of the
-    returned clusters carries the best-guess topic."""
+    """The unanswered questions of the last `days` (UNANSWERED_DAYS), clustered; with a matcher, the returned
+    clusters carry the best-guess topic (cached per cluster and knowledge `version`; those not computed within
+    `budget_seconds`, UNANSWERED_BUDGET_SECONDS, have none)."""
     now = utc(now)
-    days = get_settings().unanswered_days if days is None else days
+    settings = get_settings()
+    days = settings.unanswered_days if days is None else days
     found = cluster(find_turns(db_session=db_session, since=now - timedelta(days=days), now=now))
     found = found[:limit] if limit is not None else found
     if matcher is not None:
-        for item in found:
-            item.suggestion = suggest(matcher, item.label)
+        budget = settings.unanswered_budget_seconds if budget_seconds is None else budget_seconds
+        add_suggestions(found, matcher=matcher, version=version, budget_seconds=budget)
     return found
 
 
+class SuggestionCache:
+    """Suggestions by (cluster id, knowledge version), each kept for `ttl` seconds."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, Hashable], tuple[float, Suggestion | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, Hashable], *, now: float) -> tuple[bool, Suggestion | None]:
+        """(True, suggestion) when cached and fresh, else (False, None)."""
+        with self._lock:
+            item = self._items.get(key)
+        if item is None or item[0] <= now:
+            return False, None
+        return True, item[1]
+
+    def put(self, key: tuple[str, Hashable], suggestion: Suggestion | None, *, now: float, ttl: float) -> None:
+        """Remember a suggestion (dropping expired ones when full)."""
+        with self._lock:
+            if len(self._items) >= self.MAX_ENTRIES:
+                self._items = {k: v for k, v in self._items.items() if v[0] > now}
+                if len(self._items) >= self.MAX_ENTRIES:
+                    self._items.clear()
+            self._items[key] = (now + ttl, suggestion)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+
+
+SUGGESTIONS = SuggestionCache()
+
+
+def add_suggestions(
+    items: Sequence[Cluster], *, matcher: Matcher, version: Hashable = None, budget_seconds: float
+) -> int:
+    """Set each cluster's suggestion from the cache or the matcher (one match per cluster, on its leading question),
+        computing for at most `budget_seconds`; return how many clusters were left without one. Without a `version`
+    nothing is cached."""
+    ttl = get_settings().unanswered_suggest_seconds
+    started = time.monotonic()
+    left = 0
+    for item in items:
+        key = (item.id, version)
+        now = time.monotonic()
+        cached, suggestion = SUGGESTIONS.get(key, now=now) if version is not None else (False, None)
+        if not cached:
+            if now - started >= budget_seconds:
+                left += 1
+                continue
+            suggestion = suggest(matcher, item.label)
+            if version is not None:
+                SUGGESTIONS.put(key, suggestion, now=time.monotonic(), ttl=ttl)
+        item.suggestion = suggestion
+    return left
+
+
 def suggest(matcher: Matcher, text: str) -> Suggestion | None:
-    """The matcher's top candidate for a text (None when it has none)."""
+    """The matcher's top candidate for a text (None when it has none); the matcher reads a bounded excerpt."""
     result = matcher.match(text)
     if not result.candidates:
         return None

@@ -42,7 +42,7 @@ def import_entries(db_session: DbSession, body: Annotated[str, Body(media_type="
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid FAQ file: {exc}") from exc
     counts = service.import_entries(db_session=db_session, entries=entries)
     db_session.commit()
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()
     return counts
 
 
@@ -73,7 +73,7 @@ def put_entry(faq_id: str, faq_in: FaqIn, db_session: DbSession):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the id in the body differs from the URL")
     entry, _ = service.upsert(db_session=db_session, faq_in=faq_in)
     db_session.commit()
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()
     return entry
 
 
@@ -83,4 +83,4 @@ def delete_entry(faq_id: str, db_session: DbSession) -> None:
     if not service.delete(db_session=db_session, faq_id=faq_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no FAQ entry {faq_id!r}")
     db_session.commit()
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()

@@ -324,7 +324,7 @@ def test_adding_an_unanswered_question_as_an_alternate_makes_the_bot_answer_it(a
             now=NOW,
         )
     assert changed and ODD_QUESTION in entry.alternates
-    get_live_knowledge().invalidate()
+    get_live_knowledge().refresh()
     result = match(ODD_QUESTION)
     assert (result.outcome, result.topic) == ("answer", "missing_buyer_cannot_see")
     with session_scope() as db_session:
