@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     unanswered_days: int = 30  # how far back the unanswered list looks
     analytics_days: int = 14
 
+    # Chat API integrations: who may call POST /api/chat
+    chat_api_demo: bool = False  # calls without credentials from loopback only, as "demo:<user_id>", never binding
+    chat_api_signature_max_seconds: int = 24 * 3600  # how far ahead a signed identity's `expires` may lie
+
 
 @lru_cache
 def get_settings() -> Settings:
