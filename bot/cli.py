@@ -82,19 +82,17 @@ def serve(
 def chat_hint(host: str, port: int, *, demo: bool) -> list[str]:
     """How to call POST /api/chat on this server: anonymously in demo mode (from this machine), else with a key."""
     local = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    call = (
-        f"curl -s http://{local}:{port}/api/chat -H 'content-type: application/json'{{auth}} "
-        '-d \'{"user_id":"demo","text":"开票提示服务器繁忙怎么办"}\''
-    )
+    url = f"http://{local}:{port}/api/chat"
+    body = '-d \'{"user_id":"demo","text":"开票提示服务器繁忙怎么办"}\''
     if demo:
         return [
             "CHAT_API_DEMO is on: /api/chat answers calls without a key from this machine only (never behind a proxy)",
-            "chat: " + call.format(auth=""),
+            f"chat: curl -s {url} -H 'content-type: application/json' {body}",
         ]
     return [
         "chat: /api/chat needs an integration key; create one (printed once) with",
         "  .venv/bin/merchant-assist integration add local --name 本机测试",
-        "then: " + call.format(auth=' -H "authorization: Bearer $KEY"'),
+        f"then: curl -s {url} -H 'content-type: application/json' -H \"authorization: Bearer $KEY\" {body}",
     ]
 
 
