@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/merchant-assist serve --host $(HOST) --port $(PORT)
+	CHAT_API_DEMO=1 $(VENV)/bin/merchant-assist serve --host $(HOST) --port $(PORT)
 
 chat: $(STAMP)
 	$(VENV)/bin/merchant-assist chat

@@ -24,6 +24,7 @@ from core.limits import BodyLimitMiddleware
 from core.settings import get_settings
 from core.web import validation_error
 from handlers.router import Router
+from integrations import views as integration_views
 from invoices import views as invoice_views
 from knowledge import views as knowledge_views
 from merchants import views as merchant_views
@@ -99,5 +100,6 @@ def create_app(*, message_router: Router | None = None) -> FastAPI:
     app.include_router(telegram_views.router)
     app.include_router(invoice_views.router)
     app.include_router(merchant_views.router)
+    app.include_router(integration_views.router)
     console_routes.install(app)
     return app

@@ -18,6 +18,7 @@ from core import logs
 from core.database import get_engine, session_scope, upgrade_schema
 from core.messages import IncomingMessage
 from core.settings import get_settings
+from integrations import service as integration_service
 from invoices import service as invoice_service
 from knowledge import service as knowledge_service
 from merchants import service as merchant_service
@@ -34,6 +35,8 @@ user_app = typer.Typer(help="Staff accounts (agents and admins) for the console.
 app.add_typer(user_app, name="user")
 merchant_app = typer.Typer(help="Merchant accounts and binding codes.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
+integration_app = typer.Typer(help="Integrations: the systems allowed to call POST /api/chat.", no_args_is_help=True)
+app.add_typer(integration_app, name="integration")
 
 
 @app.callback()
@@ -61,11 +64,8 @@ def serve(
         typer.echo("warning: several workers on SQLite serialise every write; use PostgreSQL in production", err=True)
     prepare_database()
     typer.echo(f"merchant-assist on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", err=True)
-    typer.echo(
-        f"chat: curl -s http://{host}:{port}/api/chat -H 'content-type: application/json' "
-        '-d \'{"user_id":"demo","text":"开票提示服务器繁忙怎么办"}\'',
-        err=True,
-    )
+    for line in chat_hint(host, port, demo=settings.chat_api_demo):
+        typer.echo(line, err=True)
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
     uvicorn.run(
         "bot.app:create_app",
@@ -77,6 +77,23 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
+
+
+def chat_hint(host: str, port: int, *, demo: bool) -> list[str]:
+    """How to call POST /api/chat on this server: anonymously in demo mode (from this machine), else with a key."""
+    local = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    url = f"http://{local}:{port}/api/chat"
+    body = '-d \'{"user_id":"demo","text":"开票提示服务器繁忙怎么办"}\''
+    if demo:
+        return [
+            "CHAT_API_DEMO is on: /api/chat answers calls without a key from this machine only (never behind a proxy)",
+            f"chat: curl -s {url} -H 'content-type: application/json' {body}",
+        ]
+    return [
+        "chat: /api/chat needs an integration key; create one (printed once) with",
+        "  .venv/bin/merchant-assist integration add local --name 本机测试",
+        f"then: curl -s {url} -H 'content-type: application/json' -H \"authorization: Bearer $KEY\" {body}",
+    ]
 
 
 @app.command()
@@ -292,3 +309,82 @@ def user_create(
         typer.echo(f"cannot create user: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"user {username} ({user_role}) created with id {user_id}")
+
+
+# --- integrations ---
+
+
+def _echo_credentials(credentials: integration_service.Credentials) -> None:
+    integration = credentials.integration
+    typer.echo(f"integration {integration.slug} ({integration.name})")
+    typer.echo(f"api key:        {credentials.api_key}")
+    typer.echo(f"signing secret: {credentials.signing_secret}")
+    typer.echo("store both now: they are not shown again (only the key's hash is kept)", err=True)
+
+
+@integration_app.command("add")
+def integration_add(
+    slug: Annotated[str, typer.Argument(help="Short name, 2-32 of a-z 0-9 -; its users become <slug>:<user_id>.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    no_binding: Annotated[
+        bool, typer.Option("--no-binding", help="Its users may not bind merchants (nor see invoice status).")
+    ] = False,
+) -> None:
+    """Create an integration and print its API key and signing secret (shown only this once)."""
+    prepare_database()
+    try:
+        with session_scope() as db_session:
+            credentials = integration_service.create(
+                db_session=db_session, slug=slug, name=name, allow_binding=not no_binding
+            )
+            _echo_credentials(credentials)
+    except integration_service.IntegrationError as exc:
+        typer.echo(f"cannot create integration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@integration_app.command("list")
+def integration_list() -> None:
+    """Every integration: slug, key prefix, binding, state, last use."""
+    prepare_database()
+    with session_scope() as db_session:
+        for row in integration_service.get_all(db_session=db_session):
+            state = "enabled" if row.enabled else "disabled"
+            binding = "binding" if row.allow_binding else "no-binding"
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M} UTC" if row.last_used_at else "never used"
+            typer.echo(f"{row.slug}\t{row.key_prefix}…\t{binding}\t{state}\t{used}\t{row.name}")
+
+
+def _set_enabled(slug: str, enabled: bool) -> None:
+    prepare_database()
+    try:
+        with session_scope() as db_session:
+            integration_service.set_enabled(db_session=db_session, slug=slug, enabled=enabled)
+    except integration_service.IntegrationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"integration {slug} {'enabled' if enabled else 'disabled'}")
+
+
+@integration_app.command("disable")
+def integration_disable(slug: Annotated[str, typer.Argument(help="The integration's slug.")]) -> None:
+    """Refuse the integration's calls from now on."""
+    _set_enabled(slug, False)
+
+
+@integration_app.command("enable")
+def integration_enable(slug: Annotated[str, typer.Argument(help="The integration's slug.")]) -> None:
+    """Accept the integration's calls again."""
+    _set_enabled(slug, True)
+
+
+@integration_app.command("rotate")
+def integration_rotate(slug: Annotated[str, typer.Argument(help="The integration's slug.")]) -> None:
+    """Replace the API key and signing secret (the old ones stop working at once) and print the new ones once."""
+    prepare_database()
+    try:
+        with session_scope() as db_session:
+            _echo_credentials(integration_service.rotate_key(db_session=db_session, slug=slug))
+    except integration_service.IntegrationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc

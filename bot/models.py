@@ -2,6 +2,7 @@
 
 import core.conversation.models
 import core.outbox.models  # noqa: F401
+import integrations.models  # noqa: F401
 import invoices.models  # noqa: F401
 import knowledge.models  # noqa: F401
 import merchants.models  # noqa: F401

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from console import admin, auth, faq, insights, tickets, tools, unanswered
+from console import admin, auth, faq, insights, integrations, tickets, tools, unanswered
 from console.csrf import csrf_protect
 from console.errors import ConsoleError
 from console.identity import require_admin
@@ -25,5 +25,6 @@ def install(app: FastAPI) -> None:
     app.include_router(auth.router)
     app.include_router(tickets.router)
     app.include_router(admin.router)
+    app.include_router(integrations.router)
     app.include_router(knowledge_router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console_static")

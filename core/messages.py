@@ -28,6 +28,7 @@ class IncomingMessage:
     text: str
     message_id: str | None = None
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    may_bind: bool = True  # False: this identity may not bind a merchant (chat API demo mode, some integrations)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     unanswered_budget_seconds: float = 3.0  # suggestions not computed within this show as none (next view has them)
     knowledge_rebuild_wait_seconds: float = 10.0  # an FAQ write waits this long for the new matcher (chat never)
 
+    # Chat API integrations: who may call POST /api/chat
+    chat_api_demo: bool = False  # calls without credentials from loopback only, as "demo:<user_id>", never binding
+    chat_api_signature_max_seconds: int = 24 * 3600  # how far ahead a signed identity's `expires` may lie
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -25,6 +25,10 @@ ASK = (
     "91110108MA01ABCD5T 12345678\n"
     "绑定码由贵司管理员在商户后台生成（或联系客服获取），只能使用一次，过期需重新获取。绑定后即可查询本企业的发票状态。"
 )
+NOT_HERE = (
+    "抱歉，当前接入方式（演示模式，或未开通商户绑定的渠道）不能绑定商户，也就无法查询企业的发票状态。"
+    "常见的开票问题可以继续问我；如需办理绑定，请通过贵司已开通的正式渠道（如公众号），或回复“转人工”。"
+)
 REJECTED = (
     "税号或绑定码不正确，或绑定码已过期、已被使用。请核对后重新发送；如需新的绑定码，请联系贵司管理员或回复“转人工”。"
 )
@@ -110,8 +114,17 @@ def is_bound(turn: Turn) -> bool:
     return merchants.get_binding(db_session=turn.db_session, **identity) is not None
 
 
+def refused(turn: Turn) -> Reply | None:
+    """The polite refusal when this identity may not bind (demo mode, an integration without binding); else None."""
+    if turn.message.may_bind:
+        return None
+    return Reply(text=NOT_HERE, intent="binding", options=[payloads.HANDOFF])
+
+
 def start(turn: Turn) -> Reply:
     """Explain what to send, or show the existing binding."""
+    if (refusal := refused(turn)) is not None:
+        return refusal
     binding = merchants.get_binding(
         db_session=turn.db_session, channel=turn.message.channel, user_id=turn.message.user_id
     )
@@ -126,6 +139,8 @@ def start(turn: Turn) -> Reply:
 def attempt(turn: Turn) -> Reply:
     """Bind with the taxpayer id and code in the message."""
     turn.state.awaiting = None
+    if (refusal := refused(turn)) is not None:
+        return refusal
     upper = clean(turn.text).upper()
     raw_tax_id = find_taxpayer_id(upper)
     code_match = _CODE.search(_without_tax_id(upper))

@@ -6,8 +6,10 @@ unless REQUIRE_SERVICES=1, when they fail.
 """
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,50 @@ def app_env(database_url, monkeypatch, tmp_path) -> Iterator[str]:
     clear_process_caches()
     yield database_url
     clear_process_caches()
+
+
+# --- callers of the chat API ---
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """An integration allowed to call POST /api/chat: its key and secret, and the identities it addresses."""
+
+    slug: str
+    api_key: str
+    signing_secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers that authenticate a chat call with the API key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def identity(self, user_id: str) -> str:
+        """The user id the router and the database see for this integration's `user_id`."""
+        return f"{self.slug}:{user_id}"
+
+    def signed(self, user_id: str, ttl_seconds: int = 3600) -> dict[str, str | int]:
+        """The body fields of a signed identity for `user_id` (add "text"), valid for `ttl_seconds`."""
+        from integrations.service import sign
+
+        expires = int(time.time()) + ttl_seconds
+        signature = sign(signing_secret=self.signing_secret, user_id=user_id, expires=expires)
+        return {"user_id": user_id, "integration": self.slug, "expires": expires, "signature": signature}
+
+
+def make_integration(slug: str = "tests", *, name: str = "测试接入", allow_binding: bool = True) -> ApiCaller:
+    """Create an integration in the configured database (migrated first) and return it as a caller."""
+    from core.database import session_scope
+    from integrations import service
+
+    upgrade_schema(get_engine())
+    with session_scope() as db_session:
+        credentials = service.create(db_session=db_session, slug=slug, name=name, allow_binding=allow_binding)
+    return ApiCaller(slug, credentials.api_key, credentials.signing_secret)
+
+
+@pytest.fixture
+def api_caller(app_env) -> ApiCaller:
+    """An integration of the test's database: `api_caller.headers` authenticates POST /api/chat, and its users are
+    stored as `api_caller.identity(user_id)`."""
+    return make_integration()

@@ -1,21 +1,62 @@
-"""The JSON chat API channel: POST /api/chat, for a merchant platform's own chat window or scripts."""
+"""The JSON chat API channel: POST /api/chat, for a merchant platform's own chat window, widgets or scripts.
 
-from fastapi import APIRouter
+Every call is made for an integration (see integrations/): with its API key as a bearer token (server to server),
+or with a user id signed by its signing secret (browser widgets, where the key must not go). The router sees the
+user as "<slug>:<user_id>", so one integration can never address another's users. With CHAT_API_DEMO on, calls
+without credentials are accepted from the loopback address only, as "demo:<user_id>", and may not bind a merchant.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from bot.channels import MessageRouter
 from core.messages import IncomingMessage
+from core.settings import get_settings
 from core.web import DbSession
+from integrations import service as integrations
+from integrations.schemas import SLUG_PATTERN
 
 CHANNEL = "api"
+REALM = 'Bearer realm="merchant-assist"'
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 router = APIRouter()
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="IntegrationKey",
+    description=(
+        "An integration's API key (mak_…), created by an admin (POST /api/admin/integrations or "
+        "`merchant-assist integration add`). Browser widgets send a signed identity in the body instead: "
+        "`integration`, `expires` and `signature`."
+    ),
+)
 
 
 class ChatIn(BaseModel):
-    """A message sent to the bot over the API."""
+    """A message sent to the bot over the API, with a signed identity when no API key is sent."""
 
-    user_id: str = Field(min_length=1, max_length=128, description="the merchant's id in the calling system")
+    user_id: str = Field(
+        min_length=1,
+        max_length=integrations.USER_ID_MAX_CHARS,
+        description="the merchant user's id in the calling system (the integration's own namespace)",
+    )
     text: str = Field(max_length=20000, description="the message, UTF-8")
+    integration: str | None = Field(
+        default=None, pattern=SLUG_PATTERN, description="signed identity: the integration's slug"
+    )
+    expires: int | None = Field(
+        default=None, ge=0, le=2**40, description="signed identity: unix seconds until which the signature holds"
+    )
+    signature: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description='signed identity: hex HMAC-SHA256(signing_secret, f"{user_id}.{expires}")',
+    )
 
 
 class OptionOut(BaseModel):
@@ -35,8 +76,99 @@ class ChatOut(BaseModel):
     invoice: dict[str, str] | None
 
 
-@router.post("/api/chat", response_model=ChatOut)
-def chat(body: ChatIn, db_session: DbSession, message_router: MessageRouter) -> dict:
-    """Send one message as a merchant and get the bot's reply."""
-    message = IncomingMessage(channel=CHANNEL, user_id=body.user_id, text=body.text)
+class RefusedOut(BaseModel):
+    """Why the call was refused."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the namespace of its users and whether they may bind a merchant."""
+
+    namespace: str
+    may_bind: bool
+
+
+def _unauthorized(reason: str, *, invalid: bool = True) -> HTTPException:
+    challenge = f'{REALM}, error="invalid_token"' if invalid else REALM
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers={"WWW-Authenticate": challenge})
+
+
+def is_local(request: Request) -> bool:
+    """True for a request from the loopback address that no proxy forwarded."""
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host if request.client else "").is_loopback
+    except ValueError:
+        return False
+
+
+def authenticate(
+    request: Request, body: ChatIn, credentials: HTTPAuthorizationCredentials | None, db_session: Session
+) -> Caller:
+    """The caller of one chat request; 401 for missing or wrong credentials, 403 for a disabled integration."""
+    settings = get_settings()
+    signed = (body.integration, body.expires, body.signature)
+    try:
+        if request.headers.get("authorization") is not None:
+            if credentials is None:
+                raise _unauthorized("the Authorization header must be: Bearer <integration API key>")
+            integration = integrations.authenticate_key(db_session=db_session, api_key=credentials.credentials)
+        elif any(value is not None for value in signed):
+            if body.integration is None or body.expires is None or body.signature is None:
+                raise _unauthorized("a signed identity needs integration, expires and signature")
+            integration = integrations.authenticate_signature(
+                db_session=db_session,
+                slug=body.integration,
+                user_id=body.user_id,
+                expires=body.expires,
+                signature=body.signature,
+                max_ahead_seconds=settings.chat_api_signature_max_seconds,
+            )
+        elif settings.chat_api_demo and is_local(request):
+            return Caller(namespace=integrations.DEMO_NAMESPACE, may_bind=False)
+        else:
+            raise _unauthorized(
+                "credentials required: an integration API key (Authorization: Bearer mak_...) "
+                "or a signed identity (integration, expires, signature)",
+                invalid=False,
+            )
+    except integrations.AuthenticationFailed as exc:
+        raise _unauthorized(str(exc)) from exc
+    except integrations.IntegrationDisabled as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "integration disabled") from exc
+    return Caller(namespace=integration.slug, may_bind=integration.allow_binding)
+
+
+@router.post(
+    "/api/chat",
+    response_model=ChatOut,
+    responses={
+        status.HTTP_401_UNAUTHORIZED: {"model": RefusedOut, "description": "missing, unknown or wrong credentials"},
+        status.HTTP_403_FORBIDDEN: {"model": RefusedOut, "description": "the integration is disabled"},
+    },
+)
+def chat(
+    body: ChatIn,
+    request: Request,
+    db_session: DbSession,
+    message_router: MessageRouter,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> dict:
+    """Send one message as a user of the calling integration and get the bot's reply.
+
+    Authenticate with the integration's API key (`Authorization: Bearer mak_…`) or, from a browser, with a signed
+    identity in the body: `integration` (slug), `expires` (unix seconds, at most CHAT_API_SIGNATURE_MAX_SECONDS
+    ahead) and `signature` = hex HMAC-SHA256(signing_secret, f"{user_id}.{expires}"). The conversation belongs to
+    "<slug>:<user_id>": users of different integrations never share conversations, bindings or tickets.
+    """
+    caller = authenticate(request, body, credentials, db_session)
+    message = IncomingMessage(
+        channel=CHANNEL,
+        user_id=integrations.namespaced(caller.namespace, body.user_id),
+        text=body.text,
+        may_bind=caller.may_bind,
+    )
     return message_router.handle(message, db_session=db_session).as_dict()

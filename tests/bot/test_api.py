@@ -11,8 +11,8 @@ ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
 @pytest.fixture
-def client(app_env):
-    with TestClient(create_app()) as test_client:
+def client(app_env, api_caller):
+    with TestClient(create_app(), headers=api_caller.headers) as test_client:
         yield test_client
 
 
@@ -82,7 +82,7 @@ def test_every_admin_route_requires_the_token(client):
     admin_routes = [r for r in all_routes(client.app.routes) if r.path.startswith("/api/admin")]
     assert len(admin_routes) >= 6
     for route in admin_routes:
-        path = route.path.replace("{faq_id}", "busy_server")
+        path = route.path.replace("{faq_id}", "busy_server").replace("{slug}", "tests")
         for method in route.methods:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-admin-token"}):
                 response = client.request(method, path, headers=headers)

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from bot.models import metadata
 from tests.conftest import REPO
 
-PACKAGES = ("core", "knowledge", "merchants", "invoices", "ticketing", "handlers", "console", "bot")
+PACKAGES = ("core", "knowledge", "merchants", "invoices", "integrations", "ticketing", "handlers", "console", "bot")
 
 
 def test_every_model_table_is_migrated_and_nothing_else(engine):

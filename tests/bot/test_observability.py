@@ -14,8 +14,8 @@ ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
 @pytest.fixture
-def client(app_env):
-    with TestClient(create_app()) as test_client:
+def client(app_env, api_caller):
+    with TestClient(create_app(), headers=api_caller.headers) as test_client:
         yield test_client
 
 

@@ -31,6 +31,7 @@ from tests.conftest import POSTGRES_URL, REPO
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
 
+ADMIN_TOKEN = "system-admin-token"  # every server_env has it: tests create integrations through the admin API
 WECHAT_TOKEN = "fault-token"
 WECHAT_APP_ID = "wx-fault-app"
 WECHAT_APP_SECRET = "fault-secret"
@@ -265,8 +266,22 @@ def server_env(**values: str) -> dict[str, str]:
         "INBOUND_MESSAGES_PER_MINUTE": "0",
         "WECHAT_TOKEN": WECHAT_TOKEN,
         "WECHAT_APP_ID": WECHAT_APP_ID,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
     }
     return env | values
+
+
+def api_headers(base_url: str, *, slug: str = "system", admin_token: str = ADMIN_TOKEN) -> dict[str, str]:
+    """Create an integration on a running server (admin API) and return the headers that authenticate /api/chat
+    with its key; its users are stored as "<slug>:<user_id>"."""
+    response = httpx.post(
+        f"{base_url}/api/admin/integrations",
+        json={"slug": slug, "name": f"system tests ({slug})"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['api_key']}"}
 
 
 class Server:

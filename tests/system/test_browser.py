@@ -17,7 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from bot.bootstrap import prepare_database
 from core.database import get_engine, session_scope
-from tests.conftest import clear_process_caches
+from tests.conftest import clear_process_caches, make_integration
 from tests.console.test_console import console_app
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from ticketing import handoff, staff
@@ -182,7 +182,9 @@ def test_admin_edits_an_faq_answer_and_the_bot_answers_with_it(served, browser):
     with session_scope() as db_session:
         staff.create(db_session=db_session, username="admin", password=PASSWORD, role="admin")
         question = knowledge_service.get(db_session=db_session, faq_id="deduct_deadline").question
-    before = httpx.post(f"{served}/api/chat", json={"user_id": "m-faq", "text": question}, timeout=10).json()
+    chat = make_integration().headers
+    before = httpx.post(f"{served}/api/chat", json={"user_id": "m-faq", "text": question}, headers=chat, timeout=10)
+    before = before.json()
     assert before["topic"] == "deduct_deadline"
     marker = "（已按2026年最新口径更新）"
     context = browser.new_context(locale="zh-CN")
@@ -200,5 +202,6 @@ def test_admin_edits_an_faq_answer_and_the_bot_answers_with_it(served, browser):
         expect(page.get_by_role("status")).to_be_visible()
     finally:
         context.close()
-    after = httpx.post(f"{served}/api/chat", json={"user_id": "m-faq-2", "text": question}, timeout=10).json()
+    after = httpx.post(f"{served}/api/chat", json={"user_id": "m-faq-2", "text": question}, headers=chat, timeout=10)
+    after = after.json()
     assert after["topic"] == "deduct_deadline" and marker in after["text"]

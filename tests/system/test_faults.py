@@ -29,6 +29,7 @@ from tests.system.procs import (
     ScratchDatabase,
     Server,
     TcpProxy,
+    api_headers,
     passive_content,
     push_url,
     scratch_database,
@@ -410,11 +411,15 @@ def test_redis_outage_degrades_answers_then_recovers(tmp_path, database, redis_s
         assert response.status_code == 200, response.text
         return passive_content(response.text)
 
+    chat_headers: dict[str, str] = {}
+
     def ask_api(user: str) -> httpx.Response:
-        return httpx.post(f"{server.base_url}/api/chat", json={"user_id": user, "text": question}, timeout=30)
+        body = {"user_id": user, "text": question}
+        return httpx.post(f"{server.base_url}/api/chat", json=body, headers=chat_headers, timeout=30)
 
     try:
         server.start()
+        chat_headers |= api_headers(server.base_url)
         answer = ask_wechat("oRedis0", new_msg_id())
         assert answer and "作废或红冲" in answer
         assert ask_api("redis-api").json()["intent"] == "answer"
@@ -470,6 +475,7 @@ def test_postgresql_outage_gets_a_polite_busy_reply_and_503s_then_recovers(tmp_p
     question = "发票抬头写错了怎么办？"
     try:
         server.start()
+        chat_headers = api_headers(server.base_url)
         response = push(server, "oPg0", question, new_msg_id())
         assert response.status_code == 200 and "作废或红冲" in (passive_content(response.text) or "")
 
@@ -484,7 +490,12 @@ def test_postgresql_outage_gets_a_polite_busy_reply_and_503s_then_recovers(tmp_p
             assert contents[0] == contents[1], "the retry gets the same answer"
             assert contents[0] is None or "系统繁忙" in contents[0], contents[0]
         assert all("Traceback" not in r.text and "Error" not in r.text for r in outage)
-        chat = httpx.post(f"{server.base_url}/api/chat", json={"user_id": "pg-api", "text": question}, timeout=30)
+        chat = httpx.post(
+            f"{server.base_url}/api/chat",
+            json={"user_id": "pg-api", "text": question},
+            headers=chat_headers,
+            timeout=30,
+        )
         assert chat.status_code == 503 and chat.json() == {"detail": "database unavailable, retry later"}
         assert chat.headers.get("retry-after")
         ready = httpx.get(f"{server.base_url}/readyz", timeout=30)
@@ -499,7 +510,12 @@ def test_postgresql_outage_gets_a_polite_busy_reply_and_503s_then_recovers(tmp_p
         )
         response = push(server, "oPgBack", question, new_msg_id())
         assert response.status_code == 200 and "作废或红冲" in (passive_content(response.text) or "")
-        chat = httpx.post(f"{server.base_url}/api/chat", json={"user_id": "pg-api", "text": question}, timeout=30)
+        chat = httpx.post(
+            f"{server.base_url}/api/chat",
+            json={"user_id": "pg-api", "text": question},
+            headers=chat_headers,
+            timeout=30,
+        )
         assert chat.status_code == 200 and chat.json()["intent"] == "answer"
     finally:
         server.stop()
@@ -524,7 +540,7 @@ def test_invoice_api_outage_opens_the_breaker_answers_clearly_and_closes_again(a
     from invoices.breaker import BreakerState
     from invoices.factory import get_invoice_backend
     from merchants import service as merchants
-    from tests.conftest import clear_process_caches
+    from tests.conftest import clear_process_caches, make_integration
 
     api = FakeInvoiceApi(token="fault-invoice-token").start()
     api.add(number=NUMBER, status="issued", seller_tax_id=SELLER)
@@ -548,7 +564,8 @@ def test_invoice_api_outage_opens_the_breaker_answers_clearly_and_closes_again(a
         with session_scope() as db_session:
             merchant = merchants.create(db_session=db_session, name="甲公司", tax_ids=[SELLER])
             code, _ = merchants.issue_code(db_session=db_session, merchant_id=merchant.id, ttl_seconds=600)
-        with TestClient(create_app()) as client:
+        caller = make_integration()
+        with TestClient(create_app(), headers=caller.headers) as client:
 
             def say(text: str) -> tuple[dict, float]:
                 started = time.monotonic()

@@ -51,9 +51,10 @@ from core import identifiers
 from core.database import get_engine, session_scope
 from core.messages import IncomingMessage, Reply
 from core.outbox.models import OutboxMessage
+from integrations.service import USER_ID_MAX_CHARS
 from invoices.models import Invoice
 from knowledge.models import FaqEntry
-from tests.conftest import clear_process_caches
+from tests.conftest import clear_process_caches, make_integration
 from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
 from tests.fakes.telegram import FakeTelegram
 
@@ -305,6 +306,7 @@ CHECKS = [not_a_server_error, response_conformance, content_type_conformance, re
 
 @SQLITE_ONLY
 def test_schemathesis_every_operation_without_server_errors(env, errors):
+    chat_auth = make_integration("fuzz").headers["Authorization"]  # /api/chat takes an integration key
     app = create_app()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     # The JSON APIs; the console's HTML forms (session and CSRF token) are out of scope here, see the CSRF test.
@@ -318,7 +320,8 @@ def test_schemathesis_every_operation_without_server_errors(env, errors):
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 label = f"{operation.label} [{mode.value}]"
                 strategy = operation.as_strategy(
-                    generation_mode=mode, headers={"authorization": ADMIN["Authorization"]}
+                    generation_mode=mode,
+                    headers={"authorization": chat_auth if operation.path == "/api/chat" else ADMIN["Authorization"]},
                 )
 
                 @settings(FUZZ, max_examples=SCHEMATHESIS_EXAMPLES)
@@ -856,8 +859,10 @@ def test_oversized_bodies_are_refused_before_they_are_read(env):
 @SQLITE_ONLY
 def test_oversized_json_fields_are_refused(client):
     """The JSON APIs have no byte cap of their own (see the report); their fields do."""
-    assert client.post("/api/chat", json={"user_id": "u", "text": "票" * 20001}).status_code == 422
-    assert client.post("/api/chat", json={"user_id": "u" * 129, "text": "x"}).status_code == 422
+    chat = make_integration().headers
+    assert client.post("/api/chat", json={"user_id": "u", "text": "票" * 20001}, headers=chat).status_code == 422
+    too_long = {"user_id": "u" * (USER_ID_MAX_CHARS + 1), "text": "x"}  # "<slug>:<user_id>" must fit the columns
+    assert client.post("/api/chat", json=too_long, headers=chat).status_code == 422
     too_many = {"invoices": [{"number": "1"}] * 5001}
     assert client.post("/api/invoices", json=too_many, headers=ADMIN).status_code == 422
     deep = b"[" * 100_000 + b"]" * 100_000  # nesting deeper than the JSON parser's recursion limit
@@ -1027,8 +1032,11 @@ def test_sql_looking_text_is_only_text(client):
     with session_scope() as db_session:
         faq_rows = db_session.scalar(select(func.count()).select_from(FaqEntry))
     assert faq_rows > 0
+    caller = make_integration()
     for number, text in enumerate(SQL_TEXTS):
-        chat = client.post("/api/chat", json={"user_id": text, "text": text})
+        chat = client.post("/api/chat", json={"user_id": text, "text": text}, headers=caller.headers)
+        assert chat.status_code == 200 and chat.json()["text"], text
+        chat = client.post("/api/chat", json=caller.signed(text) | {"text": text})
         assert chat.status_code == 200 and chat.json()["text"], text
         tried = client.post("/api/admin/faq/try", json={"text": text}, headers=ADMIN)
         assert tried.status_code == 200 and tried.json()["outcome"] in ("answer", "clarify", "not_sure"), text
