@@ -21,7 +21,7 @@ from core.database import make_engine
 from core.identifiers import check_taxpayer_id, uscc_check_char
 from knowledge.service import default_entries
 from merchants import service as merchant_service
-from tests.system.procs import Server, scratch_database, server_env, start_redis
+from tests.system.procs import Server, api_headers, scratch_database, server_env, start_redis
 
 pytestmark = [pytest.mark.faults, pytest.mark.services]
 
@@ -30,9 +30,14 @@ HANDOFFS = 4  # handoffs by different merchants, each acknowledged and then kill
 BINDINGS = 2
 
 
-def chat(base_url: str, user_id: str, message: str) -> dict:
-    """The one /api/chat call of this suite (adapt here when the API needs credentials): the reply's JSON on a 200."""
-    response = httpx.post(f"{base_url}/api/chat", json={"user_id": user_id, "text": message}, timeout=60)
+SLUG = "durable"  # the integration the suite calls as; its users are stored as "durable:<user_id>"
+
+
+def chat(base_url: str, headers: dict[str, str], user_id: str, message: str) -> dict:
+    """The one /api/chat call of this suite, with the integration's key: the reply's JSON on a 200."""
+    response = httpx.post(
+        f"{base_url}/api/chat", json={"user_id": user_id, "text": message}, headers=headers, timeout=60
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -99,6 +104,7 @@ def test_what_a_200_acknowledged_survives_kill_9_right_after_it(tmp_path, databa
         try:
             server.start()  # migrates the database
             merchants = seed_merchants(db.engine, BINDINGS)
+            headers = api_headers(server.base_url, slug=SLUG)
             steps = [("handoff", f"h{n}", "转人工") for n in range(HANDOFFS)]
             steps.insert(1, ("faq", "f0", faq_question))
             steps += [("binding", f"b{n}", f"绑定 {tax} {code}") for n, (_name, tax, code) in enumerate(merchants)]
@@ -106,13 +112,13 @@ def test_what_a_200_acknowledged_survives_kill_9_right_after_it(tmp_path, databa
             told: dict[str, str] = {}  # ticket number -> the merchant (user id) it was told to
             lost: list[str] = []
             for kind, user_id, message in steps:
-                reply = chat(server.base_url, user_id, message)
+                reply = chat(server.base_url, headers, user_id, message)
                 server.kill()  # the moment the 200 is read
                 server.start()  # restarted on the same database: the acknowledged effect must be there
 
                 turns = db.scalar(
                     "SELECT count(*) FROM conversation_turn WHERE channel = 'api' AND user_id = :u AND text = :t",
-                    u=user_id,
+                    u=f"{SLUG}:{user_id}",
                     t=message,
                 )
                 if turns != 1:
@@ -122,7 +128,7 @@ def test_what_a_200_acknowledged_survives_kill_9_right_after_it(tmp_path, databa
                     assert numbers, f"the handoff reply names no ticket: {reply['text']!r}"
                     number = numbers[0]
                     owner = db.scalar("SELECT user_id FROM ticket WHERE id = :id", id=int(number[1:]))
-                    if owner != user_id:
+                    if owner != f"{SLUG}:{user_id}":
                         lost.append(f"handoff {user_id}: ticket {number} told, the database has it for {owner!r}")
                     if number in told:
                         lost.append(f"handoff {user_id}: ticket {number} was already told to {told[number]}")
@@ -132,7 +138,7 @@ def test_what_a_200_acknowledged_survives_kill_9_right_after_it(tmp_path, databa
                     bound = db.scalar(
                         "SELECT m.name FROM chat_binding b JOIN merchant m ON m.id = b.merchant_id "
                         "WHERE b.channel = 'api' AND b.user_id = :u",
-                        u=user_id,
+                        u=f"{SLUG}:{user_id}",
                     )
                     expected = merchants[int(user_id[1:])][0]
                     if bound != expected:
