@@ -189,13 +189,13 @@ def test_retry_storm_on_two_workers_gives_one_reply_per_message_and_one_ticket_p
     assert all(row.status == "sent" for row in rows), [(r.dedupe_key, r.status) for r in rows if r.status != "sent"]
     assert not [row for row in rows if row.payload["text"] == inbound.LOST_REPLY], "a stand-in went out"
     full = {row.dedupe_key: row for row in rows if row.dedupe_key and not row.dedupe_key.endswith(":part2")}
-    assert set(full) <= {f"wechat:wx:msg:{m[2]}" for m in messages}, sorted(full)
+    assert set(full) <= {f"wechat:wx:msg:{m[0]}:{m[2]}" for m in messages}, sorted(full)
 
     replies: dict[int, int] = {}
-    for _, content, msg_id in messages:
+    for openid, content, msg_id in messages:
         passive = {passive_content(body) for _, body in results[msg_id]} - {None}
         assert len(passive) <= 1, f"{msg_id} ({content}) got different passive replies: {passive}"
-        queued = f"wechat:wx:msg:{msg_id}" in full
+        queued = f"wechat:wx:msg:{openid}:{msg_id}" in full
         assert not (passive and queued), f"{msg_id} ({content}) answered passively and through the outbox"
         replies[msg_id] = len(passive) + queued
 
@@ -220,7 +220,7 @@ def test_retry_storm_on_two_workers_gives_one_reply_per_message_and_one_ticket_p
     assert len(cpu) == 2 and min(cpu.values()) > 0.2 * sum(cpu.values()), f"one worker took the storm: {cpu}"
     print(
         f"\nstorm: {storm_seconds:.1f} s for 800 deliveries, worker CPU {cpu}; passive replies "
-        f"{sum(1 for m in messages if replies[m[2]] and f'wechat:wx:msg:{m[2]}' not in full)}, "
+        f"{sum(1 for m in messages if replies[m[2]] and f'wechat:wx:msg:{m[0]}:{m[2]}' not in full)}, "
         f"through the outbox {len(full)}, silent (appended to a ticket) {sum(1 for v in replies.values() if not v)} "
         f"({len(cancelled)} late: stand-in cancelled)"
     )
@@ -332,7 +332,10 @@ def test_kill_9_with_replies_in_flight_loses_nothing_acknowledged_and_resends_on
         messages = [message for message in messages if message[2] in acknowledged]
 
         rows = {row.dedupe_key: row for row in outbox_rows(database)}
-        unqueued = [m for m, passive in acknowledged.items() if not passive and f"wechat:wx:msg:{m}" not in rows]
+        openids = {msg_id: openid for openid, _, msg_id in messages}
+        unqueued = [
+            m for m, passive in acknowledged.items() if not passive and f"wechat:wx:msg:{openids[m]}:{m}" not in rows
+        ]
         assert not unqueued, f"acknowledged with success but nothing queued: {unqueued}"
         at_kill = Counter(row.status for row in rows.values())
         stand_ins = sum(1 for row in rows.values() if row.payload["text"] == inbound.LOST_REPLY)
@@ -368,7 +371,7 @@ def test_kill_9_with_replies_in_flight_loses_nothing_acknowledged_and_resends_on
         if acknowledged[msg_id] is not None:
             assert turns[openid] == 1
             continue
-        row = rows[f"wechat:wx:msg:{msg_id}"]
+        row = rows[f"wechat:wx:msg:{openid}:{msg_id}"]
         expected.update((openid, part) for part in expected_parts(row.payload))
         if row.payload["text"] == inbound.LOST_REPLY:
             apologised += 1  # routed or not when the process died, the reply never replaced its stand-in
