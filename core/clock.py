@@ -1,6 +1,9 @@
 """Time helpers shared by every domain: aware UTC moments, whatever the database returned."""
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # China Standard Time (no daylight saving): how invoice platforms and merchants read a time without a zone.
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -11,3 +14,7 @@ def utc(moment: datetime | None = None) -> datetime:
     if moment is None:
         return datetime.now(UTC)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# A moment in an API body: always serialised with its zone (a naive value from SQLite is UTC), as OpenAPI's date-time.
+UtcDateTime = Annotated[datetime, AfterValidator(utc)]

@@ -1,8 +1,8 @@
 """Integration admin API bodies."""
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
+
+from core.clock import UtcDateTime
 
 SLUG_PATTERN = r"^[a-z0-9-]{2,32}$"
 
@@ -24,8 +24,8 @@ class IntegrationOut(BaseModel):
     key_prefix: str
     allow_binding: bool
     enabled: bool
-    created_at: datetime | None
-    last_used_at: datetime | None
+    created_at: UtcDateTime | None
+    last_used_at: UtcDateTime | None
 
 
 class IntegrationCredentialsOut(IntegrationOut):

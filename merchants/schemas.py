@@ -1,8 +1,8 @@
 """Merchant admin API bodies."""
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
+
+from core.clock import UtcDateTime
 
 
 class MerchantIn(BaseModel):
@@ -18,7 +18,7 @@ class BindingOut(BaseModel):
 
     channel: str
     user_id: str
-    created_at: datetime | None
+    created_at: UtcDateTime | None
 
 
 class MerchantOut(BaseModel):
@@ -36,7 +36,7 @@ class BindingCodeOut(BaseModel):
 
     merchant_id: int
     code: str
-    expires_at: datetime
+    expires_at: UtcDateTime
 
 
 class UnlockOut(BaseModel):
