@@ -23,6 +23,9 @@ OUTBOX_SENDS = Counter(
 SLA_ALERTS = Counter("merchant_assist_sla_alerts_total", "SLA warnings and breaches raised", ["kind"])
 INFRA_ERRORS = Counter("merchant_assist_infra_errors_total", "Store and database errors, by component", ["component"])
 THROTTLED = Counter("merchant_assist_throttled_total", "Messages over the per-identity rate limit")
+RERANK_SKIPPED = Counter(
+    "merchant_assist_rerank_skipped_total", "Messages decided lexically because the embedding re-ranker was busy"
+)
 DEGRADED = Counter("merchant_assist_degraded_total", "Messages answered without a working store (chat state not kept)")
 
 
