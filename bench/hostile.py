@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose server is measured")
     parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--lexical", action="store_true", help="without the embedding re-ranker (the flood alone)")
     parser.add_argument("--workers", type=int, default=None, help="default: 1 on SQLite, 2 on PostgreSQL")
     args = parser.parse_args()
     code = args.code.resolve()
@@ -171,7 +172,7 @@ def main() -> None:
     env |= {
         "PYTHONPATH": str(code),
         "CHAT_API_DEMO": "1",
-        "MATCHER_EMBEDDINGS": "true",
+        "MATCHER_EMBEDDINGS": "false" if args.lexical else "true",
         "INBOUND_MESSAGES_PER_MINUTE": "0",  # the per-identity limit is not what is measured here
         "LOG_LEVEL": "WARNING",
         "ADMIN_TOKEN": env.get("ADMIN_TOKEN", uuid.uuid4().hex),
@@ -202,7 +203,8 @@ def main() -> None:
         quiet, loaded, counts = asyncio.run(measure(base_url, questions, args.seconds, args.hostile, args.pause))
         hostile_p50 = statistics.median(counts["seconds"]) * 1000 if counts["seconds"] else float("nan")
         kind = "PostgreSQL + Redis" if args.postgres else "SQLite"
-        print(f"code: {code}  storage: {kind}  workers: {workers}  machine: {os.cpu_count()} cores (shared)")
+        matcher = "lexical only" if args.lexical else "with the re-ranker"
+        print(f"code: {code}  storage: {kind}  workers: {workers}  matcher: {matcher}  machine: {os.cpu_count()} cores")
         print(f"quiet : p50 {quiet['p50'] * 1000:7.1f} ms  ({quiet['n']} FAQ questions, {quiet['errors']} errors)")
         print(
             f"loaded: p50 {loaded['p50'] * 1000:7.1f} ms  ({loaded['n']} FAQ questions, {loaded['errors']} errors; "

@@ -26,6 +26,9 @@ THROTTLED = Counter("merchant_assist_throttled_total", "Messages over the per-id
 STORE_EVICTIONS = Counter(
     "merchant_assist_store_evictions_total", "Keys evicted from the full in-process store (MEMORY_STORE_MAX_KEYS)"
 )
+RERANK_SKIPPED = Counter(
+    "merchant_assist_rerank_skipped_total", "Messages decided lexically because the embedding re-ranker was busy"
+)
 DEGRADED = Counter("merchant_assist_degraded_total", "Messages answered without a working store (chat state not kept)")
 
 

@@ -79,7 +79,7 @@ class LiveKnowledge:
         self._lock = threading.Lock()  # guards the fields below
         self._pending: _Rows | None = None  # the newest rows not yet built
         self._building: tuple | None = None  # the signature being built now
-        self._thread: threading.Thread | None = None
+        self._worker_running = False
         self._done = threading.Condition(self._lock)
 
     def current(self, *, db_session: Session, wait_seconds: float = 0.0) -> KnowledgeSnapshot:
@@ -118,9 +118,9 @@ class LiveKnowledge:
         """Build a snapshot of these rows in the background (replacing any rows still waiting to be built)."""
         with self._lock:
             self._pending = rows
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._rebuild_loop, name="knowledge-rebuild", daemon=True)
-                self._thread.start()
+            if not self._worker_running:  # else the running worker takes these rows after its current build
+                self._worker_running = True
+                threading.Thread(target=self._rebuild_loop, name="knowledge-rebuild", daemon=True).start()
 
     def wait(self, signature: tuple, timeout: float) -> KnowledgeSnapshot:
         """The snapshot once it has this signature, or the current one after `timeout` seconds."""
@@ -154,6 +154,7 @@ class LiveKnowledge:
                 rows, self._pending = self._pending, None
                 self._building = rows.signature if rows is not None else None
                 if rows is None:
+                    self._worker_running = False
                     self._done.notify_all()
                     return
             try:

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import yaml
 
+from core import metrics
 from core.limits import EXCERPT_CHARS, RERANK_MAX_CHARS
 from core.text import Lexicon, error_codes, fold, units
 from knowledge.embedding import Embedder
@@ -174,6 +175,7 @@ class RerankGate:
         if self._slots.acquire(timeout=self.wait_seconds) if self.wait_seconds else self._slots.acquire(False):
             return True
         self.skipped += 1
+        metrics.RERANK_SKIPPED.inc()
         return False
 
     def release(self) -> None:

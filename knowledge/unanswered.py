@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.conversation.models import ConversationTurn
-from core.limits import KEY_SCAN_CHARS
+from core.limits import KEY_SCAN_CHARS, MATCH_MAX_CHARS
 from core.settings import get_settings
 from core.text import Lexicon, clean, fold, units
 from knowledge import service
@@ -199,8 +199,9 @@ def _leaders(keys: list[str], threshold: float) -> list[list[str]]:
 
 def _summarise(keys: list[str], by_key: dict[str, list[UnansweredTurn]]) -> Cluster:
     turns = [t for k in keys for t in by_key[k]]
-    wordings = Counter(clean(t.text) for t in turns)
-    leading = Counter(clean(t.text) for t in by_key[keys[0]])
+    shown = {t.id: clean(t.text[:MATCH_MAX_CHARS]) for t in turns}  # what the page shows of a very long message
+    wordings = Counter(shown[t.id] for t in turns)
+    leading = Counter(shown[t.id] for t in by_key[keys[0]])
     intents = Counter(t.intent for t in turns)
     return Cluster(
         label=leading.most_common(1)[0][0],
