@@ -4,7 +4,8 @@ Starts `merchant-assist serve` (SQLite and one worker by default; --postgres: a 
 and two workers) with the embedding re-ranker on, then measures the median /api/chat latency of one client asking
 the shipped FAQ questions one after another: first quietly, then while eight clients keep sending 2,000-character
 vague messages (each different, so nothing is cached), one a second each (--pause 0: back to back). Prints quiet
-p50, loaded p50 and their ratio (target ≤ 2×).
+p50, loaded p50 and their ratio (target ≤ 2×). --control: the same clients send FAQ questions instead, the ratio that
+the load alone gives (compare with --pause 0).
 --code runs another checkout's server (e.g. /work/main, to compare with the code before bounded matching).
 
     .venv/bin/python bench/hostile.py [--seconds 20] [--hostile 8] [--pause 1] [--code /work/main]
@@ -89,14 +90,16 @@ async def normal_traffic(client: httpx.AsyncClient, questions: list[str], second
 
 
 async def hostile_sender(
-    client: httpx.AsyncClient, index: int, stop: asyncio.Event, counts: dict, pause: float
+    client: httpx.AsyncClient, index: int, stop: asyncio.Event, counts: dict, pause: float, control: list[str]
 ) -> None:
-    """Send long messages (each from a new identity, as a per-identity limit would not stop them), `pause` s apart."""
+    """Send long messages (each from a new identity, as a per-identity limit would not stop them), `pause` s apart;
+    with `control` questions, send those instead (the same load made of normal messages)."""
     rng = random.Random(index)
     n = 0
     while not stop.is_set():
+        text = control[(index * 7 + n) % len(control)] if control else hostile_text(rng)
         try:
-            status, took = await send(client, f"hostile-{index}-{n}", hostile_text(rng))
+            status, took = await send(client, f"hostile-{index}-{n}", text)
             counts["ok" if status == 200 else "errors"] += 1
             counts["seconds"].append(took)
         except httpx.HTTPError:
@@ -107,7 +110,7 @@ async def hostile_sender(
 
 
 async def measure(
-    base_url: str, questions: list[str], seconds: float, hostile: int, pause: float
+    base_url: str, questions: list[str], seconds: float, hostile: int, pause: float, control: bool
 ) -> tuple[dict, dict, dict]:
     limits = httpx.Limits(max_connections=hostile + 4)
     async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as client:
@@ -115,7 +118,10 @@ async def measure(
         quiet = await normal_traffic(client, questions, seconds, "quiet")
         stop = asyncio.Event()
         counts: dict = {"ok": 0, "errors": 0, "seconds": []}
-        senders = [asyncio.create_task(hostile_sender(client, i, stop, counts, pause)) for i in range(hostile)]
+        senders = [
+            asyncio.create_task(hostile_sender(client, i, stop, counts, pause, questions if control else []))
+            for i in range(hostile)
+        ]
         await asyncio.sleep(2)  # let the hostile load build up
         loaded = await normal_traffic(client, questions, seconds, "loaded")
         stop.set()
@@ -165,6 +171,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--lexical", action="store_true", help="without the embedding re-ranker (the flood alone)")
     parser.add_argument("--workers", type=int, default=None, help="default: 1 on SQLite, 2 on PostgreSQL")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="the other clients send FAQ questions instead (the load without hostility)",
+    )
     args = parser.parse_args()
     code = args.code.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
@@ -200,7 +211,9 @@ def main() -> None:
         base_url = f"http://127.0.0.1:{port}"
         wait_ready(base_url, server)
         questions = shipped_questions(code)
-        quiet, loaded, counts = asyncio.run(measure(base_url, questions, args.seconds, args.hostile, args.pause))
+        quiet, loaded, counts = asyncio.run(
+            measure(base_url, questions, args.seconds, args.hostile, args.pause, args.control)
+        )
         hostile_p50 = statistics.median(counts["seconds"]) * 1000 if counts["seconds"] else float("nan")
         kind = "PostgreSQL + Redis" if args.postgres else "SQLite"
         matcher = "lexical only" if args.lexical else "with the re-ranker"
@@ -208,8 +221,9 @@ def main() -> None:
         print(f"quiet : p50 {quiet['p50'] * 1000:7.1f} ms  ({quiet['n']} FAQ questions, {quiet['errors']} errors)")
         print(
             f"loaded: p50 {loaded['p50'] * 1000:7.1f} ms  ({loaded['n']} FAQ questions, {loaded['errors']} errors; "
-            f"{args.hostile} hostile clients, {args.pause:g} s apart, sent {counts['ok']} messages of "
-            f"{HOSTILE_CHARS} characters, p50 {hostile_p50:.0f} ms, {counts['errors']} errors)"
+            f"{args.hostile} {'control' if args.control else 'hostile'} clients, {args.pause:g} s apart, sent "
+            f"{counts['ok']} {'FAQ questions' if args.control else f'messages of {HOSTILE_CHARS} characters'}, "
+            f"p50 {hostile_p50:.0f} ms, {counts['errors']} errors)"
         )
         print(f"ratio loaded/quiet: {loaded['p50'] / quiet['p50']:.2f}  (target <= 2)")
     finally:
