@@ -11,6 +11,7 @@ from pypinyin import Style, lazy_pinyin
 _UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _SPACE = re.compile(r"\s+")
+_LATIN = re.compile(r"[a-z]+")
 # Device and platform error codes: 6 hex-like characters with at least one digit and one letter.
 _ERROR_CODE = re.compile(r"(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{6}(?![0-9a-z])")
 
@@ -45,15 +46,26 @@ def syllable(unit: str) -> str:
     return unit
 
 
+@lru_cache(maxsize=1)
+def pinyin_syllables() -> frozenset[str]:
+    """Every toneless pinyin syllable (ü written v) of the common Han characters."""
+    return frozenset(lazy_pinyin("".join(map(chr, range(0x4E00, 0x9FA6))), style=Style.NORMAL))
+
+
 @dataclass
 class Lexicon:
-    """Domain synonyms folded to one canonical form, and filler phrases that carry no meaning."""
+    """Domain synonyms folded to one canonical form, latin abbreviations, and filler phrases that carry no meaning."""
 
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     fillers: list[str] = field(default_factory=list)
     domain_terms: list[str] = field(default_factory=list)
+    abbreviations: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Latin shorthand (uk, hc) is replaced only as a whole latin run: "uk" in "ukey" or "duke" stays.
+        self._expansion = {fold(a): fold(full) for full, abbrs in self.abbreviations.items() for a in abbrs}
+        words = alternation(self._expansion)
+        self._abbreviation_re = re.compile(rf"(?<![a-z0-9])(?:{words.pattern})(?![a-z0-9])") if words else None
         self._canonical: dict[str, str] = {}
         for canonical, variants in self.synonyms.items():
             for variant in variants:
@@ -65,12 +77,26 @@ class Lexicon:
         self._domain_sounds = alternation([f" {sounds(t)} " for t in terms if len(units(t)) > 1])
 
     def canonicalize(self, folded: str) -> str:
-        """Replace every known variant by its canonical form and drop filler phrases."""
+        """Replace every known abbreviation and variant by its canonical form and drop filler phrases."""
+        if self._abbreviation_re is not None:
+            folded = self._abbreviation_re.sub(lambda m: self._expansion[m.group(0)], folded)
         if self._synonym_re is not None:
             folded = self._synonym_re.sub(lambda m: self._canonical[m.group(0)], folded)
         if self._filler_re is not None:
             folded = self._filler_re.sub("", folded)
         return folded
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Every word the lexicon knows: canonical forms, variants, abbreviations' expansions, domain terms."""
+        variants = [v for vs in self.synonyms.values() for v in vs]
+        return [*self.synonyms, *variants, *self.abbreviations, *self.domain_terms]
+
+    @property
+    def latin_terms(self) -> frozenset[str]:
+        """Latin words the vocabulary uses as such (ukey, ca, pdf, hc): never to be read as pinyin."""
+        words = [*self._expansion, *self._canonical, *self._canonical.values(), *map(fold, self.domain_terms)]
+        return frozenset(run for w in words for run in _LATIN.findall(w))
 
     def is_domain(self, canonical: str) -> bool:
         """True when canonicalised text mentions an invoice/tax term, allowing homophone typos."""

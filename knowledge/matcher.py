@@ -1,8 +1,9 @@
 """The FAQ matcher: lexical recall over characters and pinyin, an embedding re-ranker, calibrated outcomes.
 
-A message is folded (full-width, case, synonyms, fillers), compared with every phrasing of every topic by
-TF-IDF over character and pinyin n-grams (typo-robust), and with the answers. Pasted error codes hit their
-topic directly. When that is not decisive, the multilingual-e5 embedding of the message re-ranks all topics.
+A message is folded (full-width, case, typed pinyin read back as Han words, synonyms, fillers), compared with
+every phrasing of every topic by TF-IDF over character and pinyin n-grams (typo-robust), and with the answers.
+Pasted error codes hit their topic directly. When that is not decisive, the multilingual-e5 embedding of the
+message re-ranks all topics.
 Only a bounded part of a message is read (core.limits): a long one is matched on an excerpt of its most
 informative clauses, and the re-ranker runs on at most RERANK_MAX_CHARS characters, a few messages at a time
 (RerankGate); a message that finds no free slot soon gets the lexical decision.
@@ -26,6 +27,7 @@ from core.text import Lexicon, error_codes, fold, units
 from knowledge.embedding import Embedder
 from knowledge.excerpt import cut, excerpt
 from knowledge.lexical import LexicalIndex, features
+from knowledge.pinyin import PinyinIndex
 
 Outcome = Literal["answer", "clarify", "not_sure"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -152,7 +154,10 @@ def load_lexicon(path: Path = DATA_DIR / "lexicon.yaml") -> Lexicon:
     """The shipped domain vocabulary."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return Lexicon(
-        synonyms=data.get("synonyms", {}), fillers=data.get("fillers", []), domain_terms=data.get("domain_terms", [])
+        synonyms=data.get("synonyms", {}),
+        fillers=data.get("fillers", []),
+        domain_terms=data.get("domain_terms", []),
+        abbreviations=data.get("abbreviations", {}),
     )
 
 
@@ -216,6 +221,8 @@ class Matcher:
             for keyword in topic.keywords:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
+        vocabulary = [*phrasings, *(k for t in self.topics for k in t.keywords), *lexicon.vocabulary]
+        self.pinyin = PinyinIndex(vocabulary, background=[t.answer for t in self.topics], protected=lexicon.latin_terms)
         self._phrasing_vectors = self._answer_vectors = None
         if embedder is not None and n:
             self._phrasing_vectors = embedder.queries(phrasings)
@@ -260,7 +267,7 @@ class Matcher:
 
     def match(self, text: str) -> MatchResult:
         """Rank the topics for a message and decide what to do with it."""
-        text = cut(text)
+        text = self.pinyin.convert(cut(text))
         focus = self.focus(text)
         prepared = self.prepare(focus)
         if not self.topics or not prepared:
