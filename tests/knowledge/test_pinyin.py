@@ -33,7 +33,7 @@ def matcher() -> Matcher:
         ("qingka shibai", "清卡失败"),
         ("chongkai fapiao", "重开发票"),  # 重 read chong, not its usual zhong
         ("UK识别不了", "税务UKey识别不了"),
-        ("U盾检测不到", "税务UKey检测不到"),
+        ("税务U盾检测不到", "税务UKey检测不到"),
         ("hc怎么操作", "红冲怎么操作"),
         ("红充怎么操作", "红冲怎么操作"),
         ("冲红怎么操作", "红冲怎么操作"),
