@@ -1,7 +1,7 @@
 """Merchants as they really write, through POST /api/chat: answers in words, pasted values, openings that already
 answer a question, greetings and the menu inside a guide, follow-ups on the last topic, and "有帮助吗？"."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -175,3 +175,61 @@ def test_the_menu_inside_a_guide_shows_the_menu_and_the_guide_waits(chat):
     assert chat.state.guide.paused
     resumed = chat.say("继续")
     assert resumed["intent"] == "guide" and "在哪一步出现" in resumed["text"]
+
+
+# --- follow-ups on the last topic, and "有帮助吗？" ---
+
+
+def test_an_answer_asks_whether_it_helped_by_its_options(chat):
+    answer = chat.say("发票怎么作废")
+    assert answer["intent"] == "answer"
+    topic = answer["topic"]
+    assert [(o["label"], o["payload"]) for o in answer["options"]] == [
+        ("有帮助", f"feedback:yes:{topic}"),
+        ("没解决", f"feedback:no:{topic}"),
+    ]
+    thanks = chat.say("1")
+    assert thanks["intent"] == "answer" and "很高兴" in thanks["text"] and not thanks["options"]
+
+
+def test_not_solved_offers_the_next_candidate_then_a_person_and_records_the_question(chat, api_caller):
+    from core.database import session_scope
+    from knowledge.unanswered import find_turns
+
+    answer = chat.say("发票怎么作废")
+    first = answer["topic"]
+    others = [t for t in answer["candidates"] if t != first]
+    assert others, "the matcher considered other topics"
+    nxt = chat.say("没解决")
+    assert nxt["intent"] == "answer" and nxt["topic"] == others[0] and nxt["text"].startswith("抱歉没能帮您解决")
+    assert labels(nxt) == ["有帮助", "没解决"]
+    with session_scope() as db_session:
+        turns = find_turns(db_session=db_session, since=datetime(2000, 1, 1, tzinfo=UTC))
+    mine = [t for t in turns if t.user_id == api_caller.identity("writer")]
+    assert [t.text for t in mine] == ["发票怎么作废"]
+    reply = nxt
+    for _ in range(5):  # each further "还是不行" tries the next candidate until none is left
+        if "转人工客服" in labels(reply):
+            break
+        reply = chat.say("还是不行")
+    assert reply["intent"] == "answer" and "转人工客服" in labels(reply) and "办法就是这些" in reply["text"]
+    handed = chat.say("1")
+    assert handed["intent"] == "handoff"
+
+
+def test_a_followup_after_a_guided_topic_goes_on_with_its_guide(chat):
+    chat.say("数电票怎么红冲")
+    menu = chat.say("菜单")
+    assert menu["intent"] == "greeting"
+    still = chat.say("我已经按你说的做了还是提示这个")
+    assert still["intent"] == "guide" and still["topic"] == "red_digital_unconfirmed" and "继续" in still["text"]
+    chat.say("退出")
+    again = chat.say("还是不行")
+    assert again["intent"] == "guide" and again["topic"] == "red_digital_unconfirmed"
+    assert "要冲的是哪种发票" in again["text"]
+
+
+def test_no_followup_without_a_last_topic(chat):
+    reply = chat.say("还是不行")
+    assert reply["intent"] != "answer" or reply["topic"] is None
+    assert chat.state.last_topic is None
