@@ -94,6 +94,8 @@ def _polar(label: str) -> tuple[str, ...] | None:
 # Words that open a yes or a no answer ("不是，上个月开的"); 没错/不错 say yes although they start like a no.
 _YES_LEAD = ("没错", "不错", "是的", "是啊", "是", "对的", "对", "嗯", "有的", "有", "可以", "能", "已经", "好了")
 _NO_LEAD = ("不是", "没有", "不对", "不能", "不行", "没", "不", "否", "还没", "还是不")
+# Unsure replies start like a no but are none ("不知道" is no "不是").
+_UNSURE = ("不知道", "不清楚", "不确定", "不记得", "不太", "不懂", "不会", "没注意", "没看", "没留意")
 _QUESTION = re.compile(r"吗|么|呢|怎|如何|为什么|哪|啥|几|？|\?")
 _FREE_REPLY_CHARS = 16  # longer messages are questions of their own, not answers in words
 # Characters that say nothing about which option is meant.
@@ -107,7 +109,7 @@ def polarity(text: str) -> str | None:
     if _QUESTION.search(text):
         return None
     squeezed = squeeze(text)
-    if not squeezed or len(squeezed) > _FREE_REPLY_CHARS:
+    if not squeezed or len(squeezed) > _FREE_REPLY_CHARS or squeezed.startswith(_UNSURE):
         return None
     for lead, words in (("yes", _YES_LEAD), ("no", _NO_LEAD)):
         for word in words:

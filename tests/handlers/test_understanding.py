@@ -59,7 +59,15 @@ def test_a_no_in_words_picks_the_negative_option(chat):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("不是，上个月开的", 1), ("没错", 0), ("嗯，刚开的", 0), ("刚开完", 0), ("没有", 1), ("不能开票怎么办", None)],
+    [
+        ("不是，上个月开的", 1),
+        ("没错", 0),
+        ("嗯，刚开的", 0),
+        ("刚开完", 0),
+        ("没有", 1),
+        ("不能开票怎么办", None),
+        ("不知道", None),
+    ],
 )
 def test_replies_in_words_map_to_options(text, expected):
     assert choices.by_meaning(text, ["是，刚开完就查不到", "不是，之前开的"]) == expected
@@ -233,3 +241,13 @@ def test_no_followup_without_a_last_topic(chat):
     reply = chat.say("还是不行")
     assert reply["intent"] != "answer" or reply["topic"] is None
     assert chat.state.last_topic is None
+
+
+def test_then_what_about_stays_on_the_last_question(chat):
+    first = chat.say("数电票开错了怎么作废")
+    assert first["intent"] == "answer"
+    alone = ApiChat(chat.client, chat.api_caller, "fresh").say("那专票呢")
+    assert alone["intent"] in {"clarify", "fallback"}  # without context the matcher cannot tell
+    reply = chat.say("那专票呢")
+    assert reply["intent"] == "answer" and reply["topic"] in first["candidates"]
+    assert labels(reply) == ["有帮助", "没解决"]
