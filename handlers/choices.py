@@ -89,3 +89,100 @@ def _polar(label: str) -> tuple[str, ...] | None:
     if squeezed.startswith(_YES_LABEL):
         return _YES_LABEL
     return None
+
+
+# Words that open a yes or a no answer ("不是，上个月开的"); 没错/不错 say yes although they start like a no.
+_YES_LEAD = ("没错", "不错", "是的", "是啊", "是", "对的", "对", "嗯", "有的", "有", "可以", "能", "已经", "好了")
+_NO_LEAD = ("不是", "没有", "不对", "不能", "不行", "没", "不", "否", "还没", "还是不")
+# Unsure replies start like a no but are none ("不知道" is no "不是").
+_UNSURE = ("不知道", "不清楚", "不确定", "不记得", "不太", "不懂", "不会", "没注意", "没看", "没留意")
+_QUESTION = re.compile(r"吗|么|呢|怎|如何|为什么|哪|啥|几|？|\?")
+_FREE_REPLY_CHARS = 16  # longer messages are questions of their own, not answers in words
+# Characters that say nothing about which option is meant.
+_FILLER = frozenset("的了是吗呢啊吧呀哦嗯就都也还我您你这那个一")
+# A reply in words without a yes or no picks a label only when most of it is in the label and it covers a good part.
+_REPLY_COVER, _LABEL_COVER = 0.6, 0.3
+
+
+def polarity(text: str) -> str | None:
+    """ "yes" or "no" when a short reply opens with a yes or a no ("不是，上个月开的", "对，是今天"); None otherwise."""
+    if _QUESTION.search(text):
+        return None
+    squeezed = squeeze(text)
+    if not squeezed or len(squeezed) > _FREE_REPLY_CHARS or squeezed.startswith(_UNSURE):
+        return None
+    for lead, words in (("yes", _YES_LEAD), ("no", _NO_LEAD)):
+        for word in words:
+            if squeezed.startswith(word):
+                return lead
+    return None
+
+
+def by_meaning(text: str, labels: list[str]) -> int | None:
+    """The label a free reply in words picks: its yes/no (when exactly one option fits it, or the words tell which)
+    and the characters it shares with each label; None when unclear."""
+    squeezed = squeeze(text)
+    if not squeezed or len(squeezed) > _FREE_REPLY_CHARS or _QUESTION.search(text):
+        return None
+    said = polarity(text)
+    if said is not None:
+        signs = [_sign(label) for label in labels]
+        if "no" in signs:  # in a yes/no pair, an option that does not say no means yes ("包含" / "不包含或不确定")
+            signs = [sign or "yes" for sign in signs]
+        fitting = [i for i, sign in enumerate(signs) if sign == said]
+        if len(fitting) == 1:
+            return fitting[0]
+        if fitting:
+            return _closest(squeezed, labels, fitting)
+        return None
+    return _closest(squeezed, labels, range(len(labels)), minimum=2)
+
+
+def _sign(label: str) -> str | None:
+    squeezed = squeeze(label)
+    if squeezed.startswith(("没错", "不错")):
+        return "yes"
+    if squeezed.startswith(_NO_LABEL):
+        return "no"
+    return "yes" if squeezed.startswith(_YES_LABEL) else None
+
+
+def _closest(squeezed: str, labels: list[str], among, minimum: int = 1) -> int | None:
+    """The label among `among` sharing the most meaningful characters with the reply, when it clearly leads; with
+    `minimum` above 1, the shared characters must also make up most of the reply and a good part of the label."""
+    said = set(squeezed) - _FILLER
+    scores = []
+    for i in among:
+        label = set(squeeze(labels[i])) - _FILLER
+        shared = len(said & label)
+        close = minimum <= 1 or (shared >= _REPLY_COVER * len(said) and shared >= _LABEL_COVER * len(label))
+        scores.append((shared if close else 0, i))
+    scores.sort(reverse=True)
+    if not scores or scores[0][0] < minimum or (len(scores) > 1 and scores[1][0] == scores[0][0]):
+        return None
+    return scores[0][1]
+
+
+_LABEL_ASIDE = re.compile(r"（[^）]*）|\([^)]*\)")
+_LABEL_PARTS = re.compile(r"[，,、/]|或")
+_VAGUE = frozenset({"不确定", "不清楚", "都不是", "都没有", "其他", "没有", "都一致"})
+_NEGATED = "不没非未"  # within the 3 characters before a part, it negates the part
+
+
+def mentioned(text: str, labels: list[str]) -> int | None:
+    """The one label a description already names ("数电票红冲了" names "数电票（20位号码）"); None when no label or
+    several are named. Labels that say no, vague parts and parts typed negated ("不是数电票") never count."""
+    folded = squeeze(text)
+    named = []
+    for index, label in enumerate(labels):
+        if _sign(label) == "no":
+            continue
+        parts = [squeeze(part) for part in _LABEL_PARTS.split(_LABEL_ASIDE.sub("", label))]
+        for part in parts:
+            if len(part) < 2 or part in _VAGUE:
+                continue
+            at = folded.find(part)
+            if at >= 0 and not any(c in _NEGATED for c in folded[max(0, at - 3) : at]):
+                named.append(index)
+                break
+    return named[0] if len(named) == 1 else None

@@ -7,6 +7,8 @@ from handlers import fallback, guide, payloads
 from handlers.turn import Turn
 from knowledge.matcher import MatchResult
 
+HELPED, NOT_SOLVED = "有帮助", "没解决"
+
 
 def match(turn: Turn) -> Reply:
     """Answer from the matcher: the topic, a choice among the nearest ones, or the fallback."""
@@ -42,24 +44,46 @@ def answer(
         asked = guide.show(turn, lead="我们正在排查这个问题，请先回答下面这个问题：")
         return asked or guide.start(turn, topic_guide, confidence=confidence, candidates=candidates or [topic])
     # Another guided topic: answer it, keep the current guide, and offer to go through the other one.
-    reply = entry_answer(turn, topic, confidence, candidates)
+    reply = entry_answer(turn, topic, confidence, candidates, helpful=False)
     reply.options = [*reply.options, guide.start_option(topic_guide)]
     return reply
 
 
-def entry_answer(turn: Turn, topic: str, confidence: float | None, candidates: list[str] | None = None) -> Reply:
-    """Answer with one FAQ entry."""
+def entry_answer(
+    turn: Turn, topic: str, confidence: float | None, candidates: list[str] | None = None, *, helpful: bool = True
+) -> Reply:
+    """Answer with one FAQ entry, asking "有帮助吗？" by its options (unless `helpful` is False); remember the question
+    and the other candidate topics for a follow-up."""
     entry = turn.knowledge.entries[topic]
+    typed = turn.payload is None
+    if typed:
+        turn.state.last_question = turn.text
+    considered = candidates if typed and candidates is not None else turn.state.last_candidates
+    turn.state.last_candidates = [t for t in considered if t != topic]
     turn.state.last_topic = topic
     turn.state.unsure_streak = 0
     return Reply(
-        text=entry.answer, intent="answer", topic=topic, confidence=confidence, candidates=candidates or [topic]
+        text=entry.answer,
+        intent="answer",
+        topic=topic,
+        confidence=confidence,
+        candidates=candidates or [topic],
+        options=helpful_options(topic) if helpful else [],
     )
+
+
+def helpful_options(topic: str) -> list[Option]:
+    """ "有帮助" / "没解决" under an FAQ answer about `topic` (no extra message)."""
+    return [
+        Option(HELPED, payloads.make("feedback", "yes", topic)),
+        Option(NOT_SOLVED, payloads.make("feedback", "no", topic)),
+    ]
 
 
 def clarify(turn: Turn, result: MatchResult) -> Reply:
     """Offer the closest topics as numbered choices."""
     choices = result.choices()
+    turn.state.last_question, turn.state.last_candidates = turn.text, choices
     options = [Option(turn.knowledge.entries[t].question, payloads.make("faq", t)) for t in choices]
     options.append(Option("都不是，转人工客服", payloads.HANDOFF.payload))
     return Reply(

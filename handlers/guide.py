@@ -4,7 +4,7 @@ import logging
 
 from core.conversation.state import GuideProgress
 from core.messages import Option, Reply
-from handlers import choices, greeting, handoff, payloads
+from handlers import choices, greeting, handoff, payloads, values
 from handlers.turn import Turn
 from knowledge.guides import Guide, GuideOption, GuideStep
 
@@ -27,6 +27,8 @@ _COMMANDS = {
     "exit": {"退出", "结束", "退出排查", "结束排查", "不用了", "算了", "取消", "quit", "exit"},
     "resume": {"继续", "继续排查", "继续刚才的排查", "接着排查", "回到排查", "resume"},
 }
+# Asking for the main menu inside a guide shows the menu (the guide pauses and can be resumed).
+_MENU = {"菜单", "主菜单", "目录", "功能", "帮助", "menu", "help", "start", "/menu", "/help", "/start"}
 
 
 def option_payload(step_id: str, number: int) -> str:
@@ -67,26 +69,66 @@ def is_paused(turn: Turn) -> bool:
 
 
 def on_answer(turn: Turn) -> Reply | None:
-    """A message while a guide's question is open: the option it picks (by number, words or a yes/no), a command
-    (返回, 重来, 退出), a handoff with what the guide learned, or the question again for an answer that fits no option;
-    None for anything else (the guide pauses when the reply leaves it)."""
+    """A message while a guide's question is open: the option it picks (by number, words, a yes/no or a reply in
+    words such as "不是，上个月开的"), a value the step accepts (checked, re-asked when wrong), a command (返回, 重来,
+    退出), a handoff with what the guide learned, the main menu, or the question again for an answer that fits no
+    option or a greeting; None for anything else (the guide pauses when the reply leaves it)."""
     payload = pick(turn, turn.text)
     if payload is not None:
         return _follow(turn, payload)
+    reply = on_value(turn)
+    if reply is not None:
+        return reply
     reply = steer(turn, command(turn.text))
     if reply is not None:
         return reply
     if handoff.wants_person(turn):
         return hand_off(turn)
-    payload = pick_polar(turn, turn.text)
+    payload = pick_polar(turn, turn.text) or pick_meaning(turn, turn.text)
     if payload is not None:
         return _follow(turn, payload)
     if choices.is_bare_answer(turn.text):
         count = len(current_options(turn))
         return show(turn, lead=f"请回复 1-{count} 的数字，选择最符合的一项：")
+    if choices.squeeze(turn.text) in _MENU:
+        return greeting.welcome(turn)  # the router pauses the guide and offers to resume it
     if greeting.is_greeting(turn):
-        return show(turn)
+        found = current(turn)
+        hello = "不客气！" if "谢" in turn.text else "您好！"
+        title = found[0].title if found else ""
+        return show(turn, lead=f"{hello}我们正在排查：{title}。请先回答这个问题：")
     return None
+
+
+def on_value(turn: Turn) -> Reply | None:
+    """A value pasted at a step that accepts one: a wrong one is explained and asked again, a valid one answers the
+    step; None when the step takes no value or the message carries none."""
+    found = current(turn)
+    if found is None or found[1].feedback:
+        return None
+    guide, progress = found
+    step = guide.steps[progress.step]
+    if step.value is None:
+        return None
+    reading = values.read(step.value.kind, turn.text)
+    if reading is None:
+        return None
+    noun = values.NOUNS[step.value.kind]
+    if reading.value is None:
+        lead = f"抱歉，您发的{noun}好像不对：{reading.problem}。\n请核对后再发一次，或者直接选择下面最符合的一项："
+        return _again(guide, progress, lead=lead)
+    progress.values[step.id] = reading.value
+    note = f"收到，{noun}：{reading.value}" + (f"（{reading.note}）" if reading.note else "") + "。"
+    spec = step.value
+    number = spec.today if reading.is_today and spec.today is not None else spec.option
+    if number is not None:
+        reply = choose(turn, step.id, number)
+        reply.text = f"{note}\n\n{reply.text}"
+        return reply
+    _record(progress, [guide.id, step.id, f"发来{noun}"])
+    progress.paused, progress.idle = False, 0
+    progress.step = spec.next or progress.step
+    return _ask(guide, progress, lead=f"{note}格式没有问题。")
 
 
 def on_command(turn: Turn) -> Reply | None:
@@ -139,17 +181,38 @@ def start(
     path: list[list[str]] | None = None,
     lead: str | None = None,
 ) -> Reply:
-    """Begin a guide at its first step: the summary of the topic (or `lead`), then the first question."""
+    """Begin a guide at its first step: the summary of the topic (or `lead`), then the first question; questions the
+    opening message already answered ("数电票红冲了…" answers "要冲的是哪种发票？") are skipped."""
     turn.state.guide = GuideProgress(guide.id, guide.start, path=list(path or []))
-    turn.state.last_topic = guide.id
+    turn.state.last_topic = turn.state.last_guide = guide.id
     turn.state.unsure_streak = 0
+    lead = summary(turn, guide) if lead is None else lead
+    known = [] if turn.payload is not None else prefill(turn.text, guide, turn.state.guide)
+    if known:
+        lead = f"{lead}\n\n根据您的描述：{'；'.join(known)}。"
     return _ask(
         guide,
         turn.state.guide,
-        lead=summary(turn, guide) if lead is None else lead,
+        lead=lead,
         confidence=confidence,
         candidates=candidates,
     )
+
+
+def prefill(text: str, guide: Guide, progress: GuideProgress) -> list[str]:
+    """Answer the questions ahead that a description already answers (options that lead on only); their labels."""
+    known: list[str] = []
+    seen = {progress.step}
+    while True:
+        step = guide.steps[progress.step]
+        index = choices.mentioned(text, [o.label for o in step.options])
+        option = step.options[index] if index is not None else None
+        if option is None or option.next is None or option.next in seen:
+            return known
+        _record(progress, [guide.id, step.id, option.label])
+        known.append(option.label)
+        progress.step = option.next
+        seen.add(option.next)
 
 
 def summary(turn: Turn, guide: Guide) -> str:
@@ -286,7 +349,8 @@ def learned_so_far(turn: Turn, note: str | None = None) -> handoff.Learned | Non
         step = turn.guides[guide_id].step(step_id) if guide_id in turn.guides else None
         if step is None:
             continue
-        checked.append((step.text, label))
+        value = progress.values.get(step_id)
+        checked.append((step.text, f"{label}（{value}）" if value else label))
         option = _option(step, label)
         if option is not None and option.resolve is not None:
             suggested.append(option.resolve)
@@ -315,6 +379,13 @@ def pick_polar(turn: Turn, text: str) -> str | None:
     """The payload of the one yes-like or no-like option a short "是的" / "没有" answers, if there is one."""
     options = current_options(turn)
     index = choices.by_yes_or_no(text, [o.label for o in options])
+    return options[index].payload if index is not None else None
+
+
+def pick_meaning(turn: Turn, text: str) -> str | None:
+    """The payload of the option a short reply in words means ("不是，上个月开的" → "不是，之前开的")."""
+    options = current_options(turn)
+    index = choices.by_meaning(text, [o.label for o in options])
     return options[index].payload if index is not None else None
 
 

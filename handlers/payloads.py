@@ -3,6 +3,7 @@
 A payload is `kind[:verb[:arg…]]`; the registry sends it to the handler of `kind:verb`, else of `kind`:
 
     faq:<topic>                          answer that FAQ topic
+    feedback:yes|no:<topic>              "有帮助" / "没解决" after an FAQ answer
     guide:<step>:<n>                     option n (1-based) of a guide's step
     guide:resume · guide:done:yes|no · guide:start:<guide>
     intent:handoff · intent:invoice_lookup · intent:bind

@@ -15,6 +15,7 @@ from handlers import (
     choices,
     fallback,
     faq,
+    followup,
     greeting,
     guide,
     handoff,
@@ -67,12 +68,14 @@ RULES: tuple[Rule, ...] = (  # first match wins
     Rule(invoice.names_invoice, invoice.on_number),
     Rule(greeting.is_greeting, greeting.welcome),
     Rule(invoice.wants_lookup, invoice.ask_number),
+    Rule(followup.is_followup, followup.on_followup),  # "还是不行", "那专票呢": stay on the last topic
     Rule(always, faq.match),
 )
 
 OPTIONS: dict[str, Handler] = {  # payload "kind:verb", else "kind" → its handler (which reads turn.payload)
     "faq": faq.on_option,
     "guide": guide.on_option,
+    "feedback": followup.on_option,
     "binding": binding.on_option,
     "watch": watch.on_option,
     "intent:handoff": guide.hand_off,

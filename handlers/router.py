@@ -57,6 +57,7 @@ class Router:
             invoices=self.invoices,
             guides=self.guides,
             rate_limit=self.rate_limit,
+            record=self.record,
         )
         reply, rule = registry.dispatch(turn)
         if not rule.final:

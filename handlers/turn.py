@@ -31,6 +31,7 @@ class Turn:
     guides: Mapping[str, Guide] = field(default_factory=dict)
     rate_limit: int = 0  # messages a minute per identity; 0: no limit
     payload: Payload | None = None  # the option being carried out, for option handlers
+    record: bool = True  # False: the router records no turns (triage, some tests)
 
     @cached_property
     def folded(self) -> str:

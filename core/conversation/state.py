@@ -20,6 +20,8 @@ class GuideProgress:
     paused: bool = False
     # Replies given while paused (the guide is dropped after a few).
     idle: int = 0
+    # Values the merchant pasted at steps that accept one (step id → value), for the handoff summary.
+    values: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any) -> "GuideProgress | None":
@@ -29,6 +31,7 @@ class GuideProgress:
         path = data.get("path") or []
         if not isinstance(path, list) or not all(isinstance(p, list) and len(p) == 3 for p in path):
             path = []
+        values = data.get("values")
         return cls(
             guide=data["guide"],
             step=data["step"],
@@ -36,6 +39,7 @@ class GuideProgress:
             feedback=bool(data.get("feedback")),
             paused=bool(data.get("paused")),
             idle=data["idle"] if isinstance(data.get("idle"), int) else 0,
+            values={str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {},
         )
 
 
@@ -54,6 +58,11 @@ class ChatState:
     awaiting: str | None = None
     # An invoice asked about before binding: looked up as soon as the binding succeeds.
     pending_invoice: dict[str, str] | None = None
+    # The last guide started (kept after it ends), so that "还是不行" can go on with it.
+    last_guide: str | None = None
+    # The message the last FAQ answer replied to, and the other topics the matcher considered for it.
+    last_question: str | None = None
+    last_candidates: list[str] = field(default_factory=list)
 
 
 def state_key(channel: str, user_id: str) -> str:

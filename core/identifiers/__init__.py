@@ -1,10 +1,11 @@
-"""Find, decode and validate identifiers in free text: 数电票 numbers, 发票代码 + 发票号码, taxpayer ids (税号).
+"""Find, decode and validate identifiers in free text: 数电票 numbers, 发票代码 + 发票号码, taxpayer ids (税号), dates.
 
 regions holds the province and 计划单列市 tables both kinds use, shapes how merchants type identifiers (separators,
 the shape of a 数电票 number), tax_ids the 统一社会信用代码 and other taxpayer ids, and invoice_numbers decoding and
 scanning invoice numbers (it masks taxpayer ids first, so it imports tax_ids, never the other way).
 """
 
+from core.identifiers.dates import DateReading, read_date
 from core.identifiers.invoice_numbers import (
     UNKNOWN_TYPE,
     DigitalNumberInfo,
@@ -34,6 +35,7 @@ __all__ = [
     "UNKNOWN_TYPE",
     "USCC_CHARS",
     "USCC_DEPARTMENTS",
+    "DateReading",
     "DigitalNumberInfo",
     "InvoiceCodeInfo",
     "InvoiceRef",
@@ -45,6 +47,7 @@ __all__ = [
     "digital_number_warnings",
     "find_taxpayer_id",
     "normalize_taxpayer_id",
+    "read_date",
     "scan",
     "uscc_check_char",
 ]

@@ -1,7 +1,7 @@
 """Troubleshooting guides authored in YAML (one file per FAQ topic) and their loader."""
 
 from knowledge.guides.loader import GUIDE_DIR, check_guides, get_guides, load_guides, parse_guide
-from knowledge.guides.models import Guide, GuideError, GuideOption, GuideStep, Problem
+from knowledge.guides.models import Guide, GuideError, GuideOption, GuideStep, GuideValue, Problem
 
 __all__ = [
     "GUIDE_DIR",
@@ -9,6 +9,7 @@ __all__ = [
     "GuideError",
     "GuideOption",
     "GuideStep",
+    "GuideValue",
     "Problem",
     "check_guides",
     "get_guides",

@@ -11,7 +11,16 @@ import yaml
 
 from core import safe_yaml
 from core.text import fold
-from knowledge.guides.models import TARGETS, Guide, GuideError, GuideOption, GuideStep, Problem
+from knowledge.guides.models import (
+    TARGETS,
+    VALUE_KINDS,
+    Guide,
+    GuideError,
+    GuideOption,
+    GuideStep,
+    GuideValue,
+    Problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +32,11 @@ RESERVED_STEPS = frozenset({"done", "resume", "start"})
 MAX_LABEL_CHARS = 20
 MAX_OPTIONS = 9  # a merchant picks by one digit
 MAX_PAYLOAD_BYTES = 64  # Telegram callback_data limit
+# A step may also accept a pasted value: value: {kind: taxpayer_id|invoice_number|date, next: <step> | option: <n>,
+# today: <n> (dates only: the option a date of today answers)}.
 GUIDE_KEYS = frozenset({"id", "title", "intro", "start", "steps", "errors"})
-STEP_KEYS = frozenset({"text", "info", "options"})
+STEP_KEYS = frozenset({"text", "info", "options", "value"})
+VALUE_KEYS = frozenset({"kind", "next", "option", "today"})
 OPTION_KEYS = frozenset({"label", "unsolved", *TARGETS})
 
 
@@ -118,9 +130,39 @@ class _Checker:
         if len(payload.encode("utf-8")) > MAX_PAYLOAD_BYTES:
             self.add(f"option payload {payload!r} longer than {MAX_PAYLOAD_BYTES} bytes", step_id)
             ok = False
-        if not ok or any(o is None for o in options):
+        value = self.value(step_id, raw.get("value"), len(raw_options)) if "value" in raw else None
+        if not ok or any(o is None for o in options) or ("value" in raw and value is None):
             return None
-        return GuideStep(step_id, raw["text"].strip(), tuple(options), (info or "").strip())  # type: ignore[arg-type]
+        text, info = raw["text"].strip(), (info or "").strip()
+        return GuideStep(step_id, text, tuple(options), info, value)  # type: ignore[arg-type]
+
+    def value(self, step_id: str, raw: Any, count: int) -> GuideValue | None:
+        """A step's `value`: the kind it accepts and where a valid one goes (a step, or one of the options)."""
+        if not isinstance(raw, Mapping) or raw.get("kind") not in VALUE_KINDS:
+            self.add(f"value must be a mapping with kind one of {', '.join(VALUE_KINDS)}", step_id)
+            return None
+        ok = True
+        for key in sorted(set(raw) - VALUE_KEYS, key=str):
+            self.add(f"value: unknown key {key!r}", step_id)
+            ok = False
+        if ("next" in raw) == ("option" in raw):
+            self.add("value needs exactly one of next (a step) or option (a number)", step_id)
+            ok = False
+        for key in ("option", "today"):
+            number = raw.get(key)
+            if number is not None and (not isinstance(number, int) or not 1 <= number <= count):
+                self.add(f"value: {key} must be an option number from 1 to {count}", step_id)
+                ok = False
+        if raw.get("today") is not None and raw["kind"] != "date":
+            self.add("value: today belongs only to kind date", step_id)
+            ok = False
+        if "next" in raw and not _text(raw["next"]):
+            self.add("value: next must be a step id", step_id)
+            ok = False
+        if not ok:
+            return None
+        next_step = raw["next"].strip() if "next" in raw else None
+        return GuideValue(raw["kind"], next_step, raw.get("option"), raw.get("today"))
 
     def option(self, step_id: str, number: int, raw: Any) -> GuideOption | None:
         where = f"option {number}"
@@ -158,6 +200,8 @@ class _Checker:
 
     def links(self, guide_id: str, steps: dict[str, GuideStep]) -> None:
         for step in steps.values():
+            if step.value is not None and step.value.next is not None and step.value.next not in steps:
+                self.add(f"value: next {step.value.next!r} is not a step (dangling)", step.id)
             for number, option in enumerate(step.options, 1):
                 where = f"option {number} ({option.label})"
                 for key in ("next", "unsolved"):
@@ -172,8 +216,9 @@ class _Checker:
             return
         reached, todo = {start}, [start]
         while todo:
-            for option in steps[todo.pop()].options:
-                onward = option.follow_up
+            step = steps[todo.pop()]
+            onward_steps = [o.follow_up for o in step.options] + [step.value.next if step.value else None]
+            for onward in onward_steps:
                 if onward is not None and onward not in reached:
                     reached.add(onward)
                     todo.append(onward)

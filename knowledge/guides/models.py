@@ -40,6 +40,23 @@ class GuideOption:
         return self.kind != "next"
 
 
+ValueKind = Literal["taxpayer_id", "invoice_number", "date"]
+VALUE_KINDS: tuple[ValueKind, ...] = ("taxpayer_id", "invoice_number", "date")
+
+
+@dataclass(frozen=True)
+class GuideValue:
+    """A value a step also accepts pasted (a 税号, an invoice number, a date), checked before the guide goes on.
+
+    A valid value goes to step `next`, or answers option `option` (1-based); a date of today answers option `today`.
+    """
+
+    kind: ValueKind
+    next: str | None = None
+    option: int | None = None
+    today: int | None = None
+
+
 @dataclass(frozen=True)
 class GuideStep:
     """A question with its options; `info` is what to check first, shown before the question."""
@@ -48,6 +65,7 @@ class GuideStep:
     text: str
     options: tuple[GuideOption, ...]
     info: str = ""
+    value: GuideValue | None = None
 
 
 @dataclass(frozen=True)

@@ -323,6 +323,20 @@ def test_real_router_answers_menu_click_and_subscribe(app_env, monkeypatch):
         assert "25112000000098765432" in answer
 
 
+def test_real_router_understands_answers_in_words_and_asks_whether_an_answer_helped(app_env, monkeypatch):
+    set_wechat_env(monkeypatch, WECHAT_REPLY_BUDGET_SECONDS="4.0")
+    with TestClient(full_app()) as client:
+        asked = reply_content(post(client, text_push("发票查询提示未找到相关记录", msg_id=21)))
+        assert "刚刚才开的吗" in asked and "2. 不是，之前开的" in asked
+        onward = reply_content(post(client, text_push("不是，上个月开的", msg_id=22)))
+        assert "开票日期范围" in onward
+        menu = reply_content(post(client, text_push("菜单", msg_id=23)))
+        assert "发票助手" in menu and "继续刚才的排查" in menu
+        answer = reply_content(post(client, text_push("发票怎么作废", msg_id=24)))
+        assert "1. 有帮助\n2. 没解决" in answer
+        assert "抱歉没能帮您解决" in reply_content(post(client, text_push("没解决", msg_id=25)))
+
+
 # --- compatible and safe (AES) modes ---
 
 

@@ -331,6 +331,36 @@ BROKEN = {
         "a",
         "must be another guide's id",
     ),
+    "value of an unknown kind": (
+        """
+        a:
+          text: 问？
+          value: {kind: phone, option: 1}
+          options: [{label: 甲, resolve: 修。}]
+        """,
+        "a",
+        "kind one of taxpayer_id, invoice_number, date",
+    ),
+    "value going nowhere": (
+        """
+        a:
+          text: 问？
+          value: {kind: date, next: nowhere}
+          options: [{label: 甲, resolve: 修。}]
+        """,
+        "a",
+        "value: next 'nowhere' is not a step",
+    ),
+    "value option out of range": (
+        """
+        a:
+          text: 问？
+          value: {kind: taxpayer_id, option: 3, today: 1}
+          options: [{label: 甲, resolve: 修。}]
+        """,
+        "a",
+        "option must be an option number from 1 to 1",
+    ),
 }
 
 
@@ -364,6 +394,21 @@ def test_file_level_mistakes_are_reported(text, message):
     guide, problems = parse_guide(text, file="demo.yaml")
     assert guide is None
     assert any(message in p.message for p in problems), [str(p) for p in problems]
+
+
+def test_a_step_reached_only_by_a_valid_value_is_reachable():
+    steps = """
+    a:
+      text: 税号？
+      value: {kind: taxpayer_id, next: b}
+      options: [{label: 甲, resolve: 修。}]
+    b:
+      text: 核对过吗？
+      options: [{label: 乙, handoff: 人工。}]
+    """
+    guide, problems = parse_guide(_guide_yaml(steps), file="demo.yaml")
+    assert guide is not None, [str(p) for p in problems]
+    assert guide.steps["a"].value.kind == "taxpayer_id" and guide.steps["a"].value.next == "b"
 
 
 def test_a_valid_cycle_with_an_exit_is_accepted():

@@ -114,7 +114,11 @@ def test_pending_choice_by_ordinal_answers_that_topic(router):
     reply = say(router, "第二个")
     assert reply.intent == "answer"
     assert reply.topic == "verify_daily_limit"
-    assert load(store=router.store, channel="api", user_id="m1").pending == []  # an answer offers no options
+    pending = load(store=router.store, channel="api", user_id="m1").pending
+    assert pending == [  # an answer asks "有帮助吗？" by its options
+        {"label": "有帮助", "payload": "feedback:yes:verify_daily_limit"},
+        {"label": "没解决", "payload": "feedback:no:verify_daily_limit"},
+    ]
 
 
 def test_choosing_a_topic_with_a_guide_starts_the_guide(router):
