@@ -54,6 +54,8 @@ class ChatState:
     awaiting: str | None = None
     # An invoice asked about before binding: looked up as soon as the binding succeeds.
     pending_invoice: dict[str, str] | None = None
+    # When the bot last told the merchant, while a person has the conversation, that staff will see it (epoch s).
+    human_ack_at: float | None = None
 
 
 def state_key(channel: str, user_id: str) -> str:

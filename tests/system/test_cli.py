@@ -13,7 +13,7 @@ from tests.conftest import REPO
 CLI = REPO / ".venv" / "bin" / "merchant-assist"
 NUMBER = "25112000000098765432"
 ROW_KEYS = {"text", "action", "topic", "score", "candidates"}
-INTENTS = {"answer", "guide", "clarify", "invoice_lookup", "handoff", "greeting", "fallback"}
+INTENTS = {"answer", "guide", "clarify", "invoice_lookup", "handoff", "greeting", "smalltalk", "fallback"}
 
 pytestmark = pytest.mark.skipif(not CLI.exists(), reason=f"console script not installed at {CLI}")
 
