@@ -97,7 +97,13 @@ def is_emoji_only(text: str) -> bool:
     folded = fold(text)
     if units(folded):
         return False
-    return any(unicodedata.category(ch) == "So" for ch in folded)
+    return any(_is_emoji(ch) for ch in folded)
+
+
+def _is_emoji(ch: str) -> bool:
+    """True for an emoji or pictograph (not the replacement character of a garbled message)."""
+    code = ord(ch)
+    return unicodedata.category(ch) == "So" and (0x2190 <= code <= 0x2BFF or code >= 0x1F000)
 
 
 def is_greeting(text: str) -> bool:

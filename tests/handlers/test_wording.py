@@ -46,3 +46,8 @@ def test_nudges_while_waiting_for_a_person(text):
 @pytest.mark.parametrize("text", ["发票开不出来", "在哪里下载开票软件", "谢谢", "人工开票"])
 def test_other_messages_are_not_nudges(text):
     assert not wording.is_nudge(text)
+
+
+@pytest.mark.parametrize("text", ["\ufffd\ufffd\ufffd", "？？？", "...", ""])
+def test_garbled_or_punctuation_only_is_not_a_reaction(text):
+    assert not wording.is_emoji_only(text) and wording.small_talk(text) is None
