@@ -25,7 +25,7 @@ def words(spaced: str) -> list[str]:
     return spaced.split()
 
 
-PARTICLES = "呀啊吗嘛呢吧啦哈哦喔噢么滴呗哇嘞咯耶鸭"
+PARTICLES = "呀啊吗嘛呢吧啦哈哦喔噢么滴呗哇嘞咯耶鸭了"
 ADDRESS = words(
     "老师 亲 亲亲 您 你 你们 您们 小姐姐 小哥哥 师傅 美女 帅哥 兄弟 哥 姐 老板 大家 同志 朋友 宝 亲爱的 小助手 客服"
 )
@@ -138,6 +138,7 @@ PERSON = words("人工客服 人工服务 人工坐席 真人客服 客服人员
 EXPERT = words("懂行的 懂的人 懂的 内行 专业的 专业人士 专业人员 专家 技术人员 技术支持 技术 工程师 明白人 会计老师")
 MANAGER = words("领导 经理 主管 负责人 上级 老板")
 VERBS = words("帮我转 帮我找 给我找 给我转 转接 转 找 要 叫 换 接 联系 请 喊 来 需要 让 派 安排 有没有 有")
+SOMEONE_VERBS = words("找 换 叫 来 要 喊 派 让 安排")  # before a bare 人 ("有人" is a greeting)
 FILL = words("一个 一位 个 位 你们的 你们 您们 一下 给我 真的 下 直接 赶紧 快")
 # What may follow a person word: the end of a clause, a particle, or words of talking to someone.
 FOLLOW = words("来 过来 跟 和 帮 对接 处理 沟通 聊 说 接 回 给 电话 介入 解决 看看 看下 啊 吧 呢 吗 嘛 呀 啦 了 好 行")
@@ -151,12 +152,14 @@ def _any(words: list[str]) -> str:
     return "(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")"
 
 
+# Characters that make a request verb part of another word: 原来, 后来, 本来 (a story, not a request).
+_NOT_AFTER = "(?<![原后本从将出起回过])"
 _END = rf"(?=\||$|{_any(FOLLOW)})"
 _TARGETS = _any(PERSON + EXPERT + MANAGER) + rf"{_any(['人工', '人员', '人', '老师', '客服'])}?"
 _HANDOFF_PATTERNS = (
     rf"{_any(COMPOUND)}{_END}",  # 人工客服, 转人工
-    rf"{_any(VERBS)}{_any(FILL)}{{0,2}}{_TARGETS}{_END}",  # 找个懂行的, 叫你们经理来, 有没有真人
-    rf"{_any(['找', '换', '叫', '来', '要', '喊', '派', '让', '安排'])}{_any(FILL)}{{0,2}}人{_END}",  # 换个人来
+    rf"{_NOT_AFTER}{_any(VERBS)}{_any(FILL)}{{0,2}}{_TARGETS}{_END}",  # 找个懂行的, 叫你们经理来, 有没有真人
+    rf"{_NOT_AFTER}{_any(SOMEONE_VERBS)}{_any(FILL)}{{0,2}}人{_END}",  # 换个人来
     rf"(?:^|\|)(?:那|那你们|你们的?)?{_any(PERSON + MANAGER + ['人'])}{_any(ASKED_AFTER)}",  # 你们客服呢, 人呢
     rf"(?:^|\|){_any(PERSON + MANAGER + ['投诉'])}(?:\||$)",  # the whole clause: 人工, 经理
     r"给我(?:回|打|来)(?:个|一个|一下)?电话|(?:回|打)(?:个|一个|一下)?电话给我|打我电话|电话联系我|致电我"
