@@ -14,6 +14,7 @@ Intent = Literal[
     "handoff",
     "human",  # the conversation is with a person: the message went to the ticket
     "greeting",
+    "smalltalk",  # thanks, ok, goodbye, laughter, "你是谁": a short reply, never a miss
     "fallback",
     "throttled",  # over the per-minute message limit: paused, not answered (nor passed to a ticket)
 ]

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     chat_api_demo: bool = False  # calls without credentials from loopback only, as "demo:<user_id>", never binding
     chat_api_signature_max_seconds: int = 24 * 3600  # how far ahead a signed identity's `expires` may lie
 
+    # Conversation (h-talk): acknowledgements while a person has the conversation
+    human_ack_seconds: float = 180.0  # at most one "staff will see it" acknowledgement this often
+    human_nudge_ack_seconds: float = 30.0  # "有人吗", "人呢", another "转人工": acknowledged at most this often
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -11,6 +11,10 @@ NOT_UNDERSTOOD = (
     "抱歉，这个问题我暂时回答不了。我主要解答发票开具、作废、红冲、查验、抵扣、登录和税控设备等问题。"
     "您可以换个说法（最好带上系统的报错原文），或转人工客服。"
 )
+OFF_TOPIC = (
+    "抱歉，这个不在我能帮忙的范围内，我只解答发票开具、作废、红冲、查验、抵扣、登录和税控设备等问题。"
+    "如需真人帮助，可以回复“转人工”。"
+)
 
 
 def is_empty(turn: Turn) -> bool:
@@ -27,8 +31,14 @@ def empty(turn: Turn) -> Reply:
     )
 
 
-def miss(turn: Turn, *, confidence: float | None = None, candidates: list[str] | None = None) -> Reply:
-    """Say so plainly and offer a human; hand off after UNSURE_BEFORE_HANDOFF misses in a row."""
+def miss(
+    turn: Turn, *, confidence: float | None = None, candidates: list[str] | None = None, in_domain: bool = True
+) -> Reply:
+    """Say so plainly and offer a human; hand off after UNSURE_BEFORE_HANDOFF in-domain misses in a row (off-topic
+    chatter, such as the weather or a joke, only offers a person)."""
+    if not in_domain:
+        options = [payloads.HANDOFF, payloads.FAQ_MENU]
+        return Reply(text=OFF_TOPIC, intent="fallback", options=options, confidence=confidence, candidates=[])
     turn.state.unsure_streak += 1
     if turn.state.unsure_streak >= UNSURE_BEFORE_HANDOFF:
         return handoff.start(turn, opening="抱歉，我连续两次没能理解您的问题，已为您转接人工客服。")

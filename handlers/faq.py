@@ -3,6 +3,7 @@ nearest topics as numbered choices, a miss falls back."""
 
 from core import metrics
 from core.messages import Option, Reply
+from core.text import error_codes
 from handlers import fallback, guide, payloads
 from handlers.turn import Turn
 from knowledge.matcher import MatchResult
@@ -18,7 +19,13 @@ def match(turn: Turn) -> Reply:
         return answer(turn, result.candidates[0].topic, result.confidence, result.choices())
     if result.outcome == "clarify":
         return clarify(turn, result)
-    return fallback.miss(turn, confidence=result.confidence, candidates=result.choices())
+    return fallback.miss(turn, confidence=result.confidence, candidates=result.choices(), in_domain=in_domain(turn))
+
+
+def in_domain(turn: Turn) -> bool:
+    """True when the message mentions an invoice or tax term or an error code (a miss there may need a person)."""
+    matcher = turn.knowledge.matcher
+    return bool(error_codes(turn.folded)) or matcher.lexicon.is_domain("".join(matcher.prepare(turn.text)))
 
 
 def on_option(turn: Turn) -> Reply | None:

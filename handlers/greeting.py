@@ -1,10 +1,7 @@
 """Greeting and help menu."""
 
-import re
-
 from core.messages import Option, Reply
-from core.text import units
-from handlers import payloads
+from handlers import payloads, wording
 from handlers.turn import Turn
 
 MENU_OPTIONS = [
@@ -17,16 +14,10 @@ WELCOME = (
     "请直接描述您的问题，例如“开票提示服务器繁忙怎么办”。"
 )
 
-_GREETING = re.compile(
-    r"^(你好|您好|哈喽|嗨|hi|hello|hey|在吗|在不在|有人吗|有人在吗|请问有人吗|早上好|上午好|中午好|下午好|晚上好|早|早安"
-    r"|晚安|菜单|帮助|help|menu|开始|start|/start|/help|客服在吗|机器人|小助手|谢谢|多谢|感谢|好的|ok|嗯|哦|请问"
-    r"|[\s,，.。!！?？~～]|老师|亲)+$"
-)
-
 
 def is_greeting(turn: Turn) -> bool:
-    """True when the message is only a greeting, thanks or a request for the menu."""
-    return bool(units(turn.folded)) and bool(_GREETING.match(turn.folded))
+    """True when the message only greets ("你好呀", "在吗？", "您好😊", "hello") or asks for the menu."""
+    return wording.is_greeting(turn.text)
 
 
 def welcome(turn: Turn) -> Reply:

@@ -1,17 +1,12 @@
 """Hand the conversation to a person: open (or add to) its ticket and tell the merchant what happens next."""
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.messages import Reply
+from handlers import human, wording
 from handlers.turn import Turn
 from ticketing import handoff as ticket_handoff
-
-_HUMAN = re.compile(
-    r"转人工|人工客服|人工服务|找人工|要人工|接人工|真人|人工|客服电话|联系客服|找客服|投诉|举报你们|"
-    r"叫你们领导|找你们领导|不要机器人|别用机器人|机器人听不懂"
-)
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,8 @@ class Learned:
 
 
 def wants_person(turn: Turn) -> bool:
-    """True when the merchant asks for a person or complains."""
-    return bool(_HUMAN.search(turn.folded))
+    """True when the merchant asks for a person, someone who knows, a manager or a call back, or complains."""
+    return wording.wants_person(turn.text)
 
 
 def start(turn: Turn, learned: Learned | None = None, *, opening: str | None = None) -> Reply:
@@ -62,6 +57,9 @@ def start(turn: Turn, learned: Learned | None = None, *, opening: str | None = N
     if learned is not None:
         turn.state.handoff_note = learned.as_dict()
     ticket_text = _open_ticket(turn, learned)
+    turn.state.guide = None  # the ticket has the guide's progress; nothing is left to resume with the bot
+    if ticket_text:
+        human.acknowledged(turn)
     lines = [opening, ticket_text] if ticket_text else [opening]
     if learned is not None:
         lines.append(f"已为客服记录：{learned.summary()}")

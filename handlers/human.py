@@ -1,19 +1,24 @@
-"""A person has the conversation: the message goes to its ticket and the bot stays silent, except to hand the
-conversation back when the merchant ends it; a resolved ticket takes the rating or a thank-you."""
+"""A person has the conversation: the message goes to its ticket and the bot acknowledges it now and then (the
+ticket number, that staff will see it, when to expect an answer), hands the conversation back when the merchant ends
+it; a resolved ticket takes the rating or a thank-you."""
 
 import re
+import time
 
 from core.messages import Reply
-from handlers import greeting
+from core.settings import get_settings
+from handlers import greeting, wording
 from handlers.turn import Turn
 from ticketing import flows as ticket_flows
 from ticketing import lifecycle
 from ticketing import service as ticket_service
-from ticketing.models import ACTIVE
+from ticketing.models import ACTIVE, Ticket
+from ticketing.sla import business_status
 
 _END = re.compile(
     r"^(结束|结束人工|结束对话|结束服务|取消人工|取消转人工|不用人工了|不需要人工了|退出人工)[了啦吧。.!！]*$"
 )
+clock = time.time  # the wall clock the acknowledgement pauses are measured with (tests move it)
 
 
 def with_person(turn: Turn) -> bool:
@@ -31,6 +36,16 @@ def wants_bot(turn: Turn) -> bool:
     return bool(_END.match(turn.folded))
 
 
+def asks_for_someone(turn: Turn) -> bool:
+    """True when a waiting merchant asks whether anyone is there or for a person again ("有人吗", "人呢", "转人工")."""
+    return wording.is_nudge(turn.text) or wording.wants_person(turn.text)
+
+
+def acknowledged(turn: Turn) -> None:
+    """Remember that the merchant was just told that staff will see the conversation."""
+    turn.state.human_ack_at = clock()
+
+
 def relay(turn: Turn) -> Reply | None:
     """Give the message to the conversation's ticket; None when no ticket wants it (the bot answers)."""
     outcome = ticket_flows.route_merchant_message(
@@ -42,7 +57,29 @@ def relay(turn: Turn) -> Reply | None:
         lifecycle.hand_back_to_bot(
             db_session=turn.db_session, ticket_id=outcome.ticket.id, notify=False, reason="merchant_ended"
         )
+        turn.state.human_ack_at = None
         reply = greeting.welcome(turn)
         reply.text = "已结束人工服务，您的工单已关闭。" + reply.text
         return reply
+    if outcome.action == "appended":
+        return acknowledge(turn, outcome.ticket)
+    if outcome.reply:
+        acknowledged(turn)
     return Reply(text=outcome.reply or "", intent="human")
+
+
+def acknowledge(turn: Turn, ticket: Ticket) -> Reply:
+    """Tell the merchant the message reached the ticket, at most every HUMAN_ACK_SECONDS (HUMAN_NUDGE_ACK_SECONDS
+    when asking "有人吗" or for a person again); silence in between."""
+    settings = get_settings()
+    pause = settings.human_nudge_ack_seconds if asks_for_someone(turn) else settings.human_ack_seconds
+    last = turn.state.human_ack_at
+    if last is not None and clock() - last < pause:
+        return Reply(text="", intent="human")
+    acknowledged(turn)
+    expected = business_status(priority=ticket.priority).text
+    return Reply(
+        text=f"已收到，您的消息已转入工单 {ticket.number}，客服会看到并尽快回复您。{expected}"
+        "如想结束人工服务，回复“结束”。",
+        intent="human",
+    )

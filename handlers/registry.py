@@ -22,6 +22,7 @@ from handlers import (
     human,
     invoice,
     payloads,
+    smalltalk,
     throttle,
     watch,
 )
@@ -58,11 +59,13 @@ def on_pending_choice(turn: Turn) -> Reply | None:
 RULES: tuple[Rule, ...] = (  # first match wins
     Rule(throttle.over_limit, throttle.pause, final=True),  # before the relay: a flood never reaches a ticket
     Rule(always, human.relay, final=True),  # a person has the conversation
+    Rule(smalltalk.is_reaction, smalltalk.reply, final=True),  # 👍 is a reaction, not an empty message
     Rule(fallback.is_empty, fallback.empty),
     Rule(guide.is_active, guide.on_answer),
     Rule(has_pending, on_pending_choice),
     Rule(guide.is_paused, guide.on_command),
     Rule(handoff.wants_person, guide.hand_off),
+    Rule(smalltalk.is_small_talk, smalltalk.reply, final=True),  # thanks, ok, bye, haha, "你是谁"
     Rule(always, binding.on_text),
     Rule(watch.wants_list, watch.show),
     Rule(invoice.names_invoice, invoice.on_number),

@@ -17,6 +17,11 @@ from knowledge.guides import Guide, get_guides
 from knowledge.live import LiveKnowledge
 from ticketing import incidents
 
+# Replies that show the bot understood the turn: the next miss is the first again.
+UNDERSTOOD = frozenset(
+    {"answer", "guide", "invoice_lookup", "invoice_watch", "binding", "handoff", "greeting", "smalltalk"}
+)
+
 
 class Router:
     """Turns one incoming message into one reply."""
@@ -60,6 +65,8 @@ class Router:
             record=self.record,
         )
         reply, rule = registry.dispatch(turn)
+        if reply.intent in UNDERSTOOD:
+            state.unsure_streak = 0
         if not rule.final:
             reply = self.aftercare(turn, reply)
         metrics.MESSAGES.labels(message.channel, reply.intent).inc()
@@ -75,7 +82,8 @@ class Router:
     def aftercare(self, turn: Turn, reply: Reply) -> Reply:
         """A guide that the reply leaves is paused and offered for resuming; an open incident's notice leads the
         answers about its topic."""
-        reply = guide.offer_resume(turn, reply)
+        if reply.intent != "handoff":  # a person takes over: no option would answer anything
+            reply = guide.offer_resume(turn, reply)
         if reply.topic in self.incident_topics and reply.intent in ("answer", "guide"):
             notice = incidents.notice_for(db_session=turn.db_session, topic=reply.topic)
             if notice:

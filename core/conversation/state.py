@@ -63,6 +63,8 @@ class ChatState:
     # The message the last FAQ answer replied to, and the other topics the matcher considered for it.
     last_question: str | None = None
     last_candidates: list[str] = field(default_factory=list)
+    # When the bot last told the merchant, while a person has the conversation, that staff will see it (epoch s).
+    human_ack_at: float | None = None
 
 
 def state_key(channel: str, user_id: str) -> str:

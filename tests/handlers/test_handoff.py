@@ -75,12 +75,29 @@ def test_a_complaint_is_urgent(router):
     assert only_ticket().priority == "urgent"
 
 
-def test_two_misses_in_a_row_hand_off(router):
-    first = say(router, "今天天气怎么样")
+def test_two_in_domain_misses_in_a_row_hand_off(router):
+    first = say(router, "税控盘外壳发烫正常吗")
     assert first.intent == "fallback"
-    second = say(router, "明天下雨吗")
+    second = say(router, "发票邮寄的信封用什么颜色")
     assert second.intent == "handoff" and "转接人工" in second.text
     assert only_ticket().state == "new"
+
+
+def test_off_topic_chatter_offers_a_person_but_opens_no_ticket(router):
+    for text in ("今天天气怎么样", "明天下雨吗", "讲个笑话", "股票明天会涨吗"):
+        reply = say(router, text)
+        assert reply.intent == "fallback" and "转人工" in reply.text, text
+        assert "intent:handoff" in [o.payload for o in reply.options]
+    with session_scope() as db_session:
+        assert db_session.scalar(select(Ticket)) is None
+
+
+@pytest.mark.parametrize("between", ["谢谢", "好的", "哈哈", "你好", "开票提示服务器繁忙"])
+def test_an_understood_turn_between_two_misses_starts_the_count_again(router, between):
+    assert say(router, "税控盘外壳发烫正常吗").intent == "fallback"
+    assert say(router, between).intent != "fallback"
+    third = say(router, "发票邮寄的信封用什么颜色")
+    assert third.intent != "handoff", "the understood turn reset the miss count"
 
 
 def test_a_guide_that_ends_in_handoff_carries_what_was_learned(router):

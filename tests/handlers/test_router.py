@@ -86,12 +86,17 @@ def test_wrong_length_number_is_explained(router):
     assert "19位" in reply.text
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\n\t", "😀😀😀", "\x00\x01\x02", "？？？"])
+@pytest.mark.parametrize("text", ["", "   ", "\n\t", "\x00\x01\x02", "？？？"])
 def test_messages_without_words_get_a_polite_prompt(router, text):
     reply = say(router, text)
     assert reply.intent == "fallback"
     assert "文字" in reply.text
     assert reply.options
+
+
+def test_emoji_only_is_a_reaction_not_an_empty_message(router):
+    reply = say(router, "😀😀😀")
+    assert reply.intent == "smalltalk" and "文字" not in reply.text and not reply.options
 
 
 def test_huge_message_is_answered_and_recorded(router):
@@ -209,9 +214,11 @@ def test_session_expires_after_its_ttl(router, clock):
     assert say(router, "3").intent != "handoff"
 
 
-def test_fallback_twice_hands_off(router):
-    first = say(router, "今天中午吃什么好呢")
-    second = say(router, "我家的猫不吃饭")
+def test_fallback_twice_in_domain_hands_off_but_chatter_does_not(router):
+    chatter = [say(router, "今天中午吃什么好呢"), say(router, "我家的猫不吃饭")]
+    assert [r.intent for r in chatter] == ["fallback", "fallback"], "off-topic chatter only offers a person"
+    first = say(router, "税控盘外壳发烫正常吗")
+    second = say(router, "发票邮寄的信封用什么颜色")
     assert (first.intent, second.intent) == ("fallback", "handoff")
     assert "转人工" in first.text and "人工客服" in second.text
 

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 CLI = REPO / ".venv" / "bin" / "merchant-assist"
 NUMBER = "25112000000098765432"
 ROW_KEYS = {"text", "action", "topic", "score", "candidates"}
-INTENTS = {"answer", "guide", "clarify", "invoice_lookup", "handoff", "greeting", "fallback"}
+INTENTS = {"answer", "guide", "clarify", "invoice_lookup", "handoff", "greeting", "smalltalk", "fallback"}
 
 pytestmark = pytest.mark.skipif(not CLI.exists(), reason=f"console script not installed at {CLI}")
 
@@ -192,9 +192,11 @@ def test_triage_one_row_per_line(env):
     assert hello["action"] == "greeting"
     assert invoice["action"] == "invoice_lookup"
     assert invoice["invoice"] == {"number": NUMBER}
-    for row in (empty, emoji, garbage):
+    for row in (empty, garbage):
         assert row["action"] == "fallback"
         assert row["candidates"] == []
+    assert emoji["action"] == "smalltalk", "an emoji-only message is a reaction"
+    assert emoji["candidates"] == []
     assert len(long_row["text"]) == 10_000
     assert from_json["action"] == "handoff"
     assert crlf["action"] == "greeting"
