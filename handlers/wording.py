@@ -141,7 +141,9 @@ VERBS = words("帮我转 帮我找 给我找 给我转 转接 转 找 要 叫 �
 SOMEONE_VERBS = words("找 换 叫 来 要 喊 派 让 安排")  # before a bare 人 ("有人" is a greeting)
 FILL = words("一个 一位 个 位 你们的 你们 您们 一下 给我 真的 下 直接 赶紧 快")
 # What may follow a person word: the end of a clause, a particle, or words of talking to someone.
-FOLLOW = words("来 过来 跟 和 帮 对接 处理 沟通 聊 说 接 回 给 电话 介入 解决 看看 看下 啊 吧 呢 吗 嘛 呀 啦 了 好 行")
+FOLLOW = words(
+    "来 过来 出来 在 跟 和 帮 对接 处理 沟通 聊 说 接 回 给 电话 介入 解决 看看 看下 啊 吧 呢 吗 嘛 呀 啦 了 好 行"
+)
 COMPOUND = words("人工客服 人工服务 人工坐席 真人客服 转人工")  # a request wherever they stand
 ASKED_AFTER = words("呢 在哪 在哪里 在哪儿 去哪了 哪去了 都去哪了 人呢 怎么不回 怎么没人 没人回 死哪去了")
 USELESS = words("不行 听不懂 不懂 没用 太笨 真笨 好笨 啥也不懂 什么都不懂 都不懂 答非所问 垃圾 不靠谱 靠不住 没法沟通")

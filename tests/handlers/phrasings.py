@@ -1,6 +1,8 @@
 """Labelled phrasings: how merchants greet, chat, ask for a person, and in-domain questions that are none of these."""
 
 HANDOFF = [
+    "人工客服在吗",
+    "叫你们客服人员出来",
     "转人工",
     "人工",
     "人工客服",
