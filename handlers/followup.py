@@ -21,14 +21,19 @@ _THEN = re.compile(r"^(那|那么|那如果|如果是)(.{1,16}?)(呢|怎么办|�
 
 
 def is_followup(turn: Turn) -> bool:
-    """True when a short message says the last advice did not work, or asks "那…呢", with a last topic to go on."""
-    if turn.state.last_topic is None or len(turn.text) > MAX_FOLLOWUP_CHARS or guide.is_active(turn):
+    """True when a short message says the last advice did not work (also while a guide's question is open), or asks
+    "那…呢", with a last topic to go on."""
+    if len(turn.text) > MAX_FOLLOWUP_CHARS:
         return False
-    return bool(_STILL.search(turn.folded) or _THEN.match(turn.folded))
+    if guide.is_active(turn):
+        return bool(_STILL.search(turn.folded))
+    return turn.state.last_topic is not None and bool(_STILL.search(turn.folded) or _THEN.match(turn.folded))
 
 
 def on_followup(turn: Turn) -> Reply | None:
     """Go on with the last topic; None when the message plainly asks about another topic (the matcher answers it)."""
+    if guide.is_active(turn):  # "还是不行" before the open question is answered: its answer finds the next thing to try
+        return guide.show(turn, lead="明白，问题还在。我们正在排查这个问题，请先回答下面这个问题：")
     topic = turn.state.last_topic or ""
     result = turn.knowledge.matcher.match(turn.text)
     if result.topic is not None and result.topic != topic:

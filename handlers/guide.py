@@ -183,11 +183,14 @@ def start(
 ) -> Reply:
     """Begin a guide at its first step: the summary of the topic (or `lead`), then the first question; questions the
     opening message already answered ("数电票红冲了…" answers "要冲的是哪种发票？") are skipped."""
+    # Typed: the message itself; chosen as an option on an answer: the question that answer replied to.
+    answered = turn.state.last_question if turn.state.last_topic == guide.id else None
+    opening = turn.text if turn.payload is None else answered
     turn.state.guide = GuideProgress(guide.id, guide.start, path=list(path or []))
     turn.state.last_topic = turn.state.last_guide = guide.id
     turn.state.unsure_streak = 0
     lead = summary(turn, guide) if lead is None else lead
-    known = [] if turn.payload is not None else prefill(turn.text, guide, turn.state.guide)
+    known = prefill(opening, guide, turn.state.guide) if opening else []
     if known:
         lead = f"{lead}\n\n根据您的描述：{'；'.join(known)}。"
     return _ask(

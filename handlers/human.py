@@ -57,7 +57,7 @@ def relay(turn: Turn) -> Reply | None:
         lifecycle.hand_back_to_bot(
             db_session=turn.db_session, ticket_id=outcome.ticket.id, notify=False, reason="merchant_ended"
         )
-        turn.state.human_ack_at = None
+        turn.state.human_ack_at = turn.state.human_nudge_at = None
         reply = greeting.welcome(turn)
         reply.text = "已结束人工服务，您的工单已关闭。" + reply.text
         return reply
@@ -69,14 +69,20 @@ def relay(turn: Turn) -> Reply | None:
 
 
 def acknowledge(turn: Turn, ticket: Ticket) -> Reply:
-    """Tell the merchant the message reached the ticket, at most every HUMAN_ACK_SECONDS (HUMAN_NUDGE_ACK_SECONDS
-    when asking "有人吗" or for a person again); silence in between."""
+    """Tell the merchant the message reached the ticket, at most every HUMAN_ACK_SECONDS; "有人吗" or another 转人工
+    is answered at most every HUMAN_NUDGE_ACK_SECONDS, counted from the last such answer only (so the first one after
+    the handoff is never met with silence); silence in between."""
     settings = get_settings()
-    pause = settings.human_nudge_ack_seconds if asks_for_someone(turn) else settings.human_ack_seconds
-    last = turn.state.human_ack_at
+    nudge = asks_for_someone(turn)
+    if nudge:
+        pause, last = settings.human_nudge_ack_seconds, turn.state.human_nudge_at
+    else:
+        pause, last = settings.human_ack_seconds, turn.state.human_ack_at
     if last is not None and clock() - last < pause:
         return Reply(text="", intent="human")
     acknowledged(turn)
+    if nudge:
+        turn.state.human_nudge_at = turn.state.human_ack_at
     expected = business_status(priority=ticket.priority).text
     return Reply(
         text=f"已收到，您的消息已转入工单 {ticket.number}，客服会看到并尽快回复您。{expected}"

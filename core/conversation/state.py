@@ -65,6 +65,8 @@ class ChatState:
     last_candidates: list[str] = field(default_factory=list)
     # When the bot last told the merchant, while a person has the conversation, that staff will see it (epoch s).
     human_ack_at: float | None = None
+    # When it last answered "有人吗" or another 转人工 (epoch s); the first one after a handoff is always answered.
+    human_nudge_at: float | None = None
 
 
 def state_key(channel: str, user_id: str) -> str:

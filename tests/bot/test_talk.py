@@ -154,10 +154,8 @@ def test_messages_to_a_person_are_acknowledged_now_and_then(client, clock):
         body = chat(client, text)
         assert (body["intent"], body["text"], body["options"]) == ("human", "", []), "just told: no reply"
     clock.now += 10
-    assert chat(client, "有人吗")["text"] == "", "a nudge right after the handoff waits 30 s"
-    clock.now += 25
     nudged = chat(client, "有人吗")
-    assert ticket.number in nudged["text"] and "客服" in nudged["text"]
+    assert ticket.number in nudged["text"] and "客服" in nudged["text"], "the first 有人吗 is never met with silence"
     assert "工作时间" in nudged["text"] or "回复" in nudged["text"], "when to expect an answer"
     assert chat(client, "人呢")["text"] == "", "nudges too are rate-limited"
     clock.now += 31

@@ -160,6 +160,16 @@ def test_an_opening_that_names_the_answer_skips_the_question(chat):
     assert "要冲的是哪种发票" in back["text"]
 
 
+def test_a_guide_chosen_on_an_answer_skips_what_the_question_said(chat):
+    chat.say("开票提示服务器繁忙")
+    chat.say("菜单")  # that guide waits, so the next guided topic is answered with a 按步骤排查 option
+    answer = chat.say("数电票开错了要红冲，对方还没确认")
+    assert answer["intent"] == "answer" and labels(answer)[0] == "按步骤排查这个问题"
+    started = chat.say("1")
+    assert started["intent"] == "guide" and started["topic"] == "red_digital_unconfirmed"
+    assert "要冲的是哪种发票" not in started["text"] and "用途确认" in started["text"]
+
+
 def test_a_negated_mention_answers_nothing():
     assert choices.mentioned("不是数电票", ["数电票（20位号码）", "税控设备开的发票"]) is None
     assert choices.mentioned("数电票红冲了", ["数电票（20位号码）", "税控设备开的发票"]) == 0
@@ -235,6 +245,13 @@ def test_a_followup_after_a_guided_topic_goes_on_with_its_guide(chat):
     again = chat.say("还是不行")
     assert again["intent"] == "guide" and again["topic"] == "red_digital_unconfirmed"
     assert "要冲的是哪种发票" in again["text"]
+
+
+def test_still_not_working_inside_a_guide_asks_its_question_again(chat):
+    first = chat.say("开票提示服务器繁忙")
+    again = chat.say("还是不行啊")
+    assert again["intent"] == "guide" and "在哪一步出现" in again["text"] and labels(again) == labels(first)
+    assert "不在我能帮忙的范围" not in again["text"] and not chat.state.guide.paused
 
 
 def test_no_followup_without_a_last_topic(chat):
