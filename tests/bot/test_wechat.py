@@ -352,8 +352,8 @@ def test_encrypted_modes_decrypt_and_reply_encrypted(client, router, mode):
     assert router.texts == ["你好"]
 
 
-@pytest.mark.parametrize("name", ["40_encrypted_compat_mode.xml", "41_encrypted_safe_mode.xml"])
-def test_tencent_encrypted_vectors(wechat_env, router, monkeypatch, name):
+def use_tencent_vector(monkeypatch) -> dict:
+    """Configure the app with Tencent's published encryption sample (skipped when the shared fixtures are absent)."""
     params_file = FIXTURES / "40_41_encrypted.params.json"
     if not params_file.exists():
         pytest.skip("shared WeChat fixtures absent")
@@ -365,6 +365,12 @@ def test_tencent_encrypted_vectors(wechat_env, router, monkeypatch, name):
         WECHAT_APP_ID=vector["appid"],
         WECHAT_TIMESTAMP_WINDOW_SECONDS=str(10**10),  # the sample is from 2014
     )
+    return vector
+
+
+@pytest.mark.parametrize("name", ["40_encrypted_compat_mode.xml", "41_encrypted_safe_mode.xml"])
+def test_tencent_encrypted_vectors(wechat_env, router, monkeypatch, name):
+    vector = use_tencent_vector(monkeypatch)
     q = vector["query"]
     params = q | {"signature": sign(vector["token"], q["timestamp"], q["nonce"]), "openid": "o"}
     response = TestClient(small_app(router)).post("/wechat", params=params, content=(FIXTURES / name).read_bytes())
@@ -602,17 +608,7 @@ def test_plaintext_pushes_are_refused_while_an_aes_key_is_configured(encrypted_o
 
 def test_tencent_compat_vector_without_encrypt_type_is_refused(wechat_env, router, monkeypatch):
     """The compatible-mode sample carries plaintext fields too: posted as plaintext it is refused, not routed."""
-    params_file = FIXTURES / "40_41_encrypted.params.json"
-    if not params_file.exists():
-        pytest.skip("shared WeChat fixtures absent")
-    vector = json.loads(params_file.read_text(encoding="utf-8"))
-    set_wechat_env(
-        monkeypatch,
-        WECHAT_TOKEN=vector["token"],
-        WECHAT_AES_KEY=vector["encoding_aes_key"],
-        WECHAT_APP_ID=vector["appid"],
-        WECHAT_TIMESTAMP_WINDOW_SECONDS=str(10**10),
-    )
+    vector = use_tencent_vector(monkeypatch)
     monkeypatch.delenv("WECHAT_REQUIRE_ENCRYPTION")
     clear_process_caches()
     q = vector["query"]
