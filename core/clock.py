@@ -1,6 +1,6 @@
 """Time helpers shared by every domain: aware UTC moments, whatever the database returned."""
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -14,6 +14,11 @@ def utc(moment: datetime | None = None) -> datetime:
     if moment is None:
         return datetime.now(UTC)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def beijing_today() -> date:
+    """Today's date in Beijing, the day merchants mean by 今天 (the server's own zone may be UTC)."""
+    return datetime.now(BEIJING).date()
 
 
 # A moment in an API body: always serialised with its zone (a naive value from SQLite is UTC), as OpenAPI's date-time.

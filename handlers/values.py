@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from core import identifiers
+from core.clock import beijing_today
 
 NOUNS = {"taxpayer_id": "税号", "invoice_number": "发票号码", "date": "日期"}
 # Something typed as a taxpayer id: a run of 10+ letters/digits (spaces and dashes allowed) with 6+ digits.
@@ -30,7 +31,7 @@ def read(kind: str, text: str, today: date | None = None) -> Reading | None:
     if kind == "invoice_number":
         return _invoice_number(text)
     if kind == "date":
-        return _date(text, today or date.today())
+        return _date(text, today or beijing_today())
     raise ValueError(f"unknown value kind {kind!r}")
 
 

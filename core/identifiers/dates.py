@@ -6,6 +6,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from core.clock import beijing_today
+
 _FULL = re.compile(r"(20\d{2})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*[日号]?")
 _MONTH_DAY = re.compile(r"(?<![\d.])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
 _COMPACT = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
@@ -22,7 +24,7 @@ class DateReading:
 
 def read_date(text: str, today: date | None = None) -> DateReading | None:
     """The date a message names (not later than today); None when it names none."""
-    today = today or date.today()
+    today = today or beijing_today()
     text = unicodedata.normalize("NFKC", text)
     for word, days in _RELATIVE.items():
         if word in text:

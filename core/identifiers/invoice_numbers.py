@@ -6,6 +6,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 
+from core.clock import beijing_today
 from core.identifiers.regions import PLAN_CITY_NAMES, PROVINCE_NAMES, PROVINCES_2
 from core.identifiers.shapes import SEPARATORS, looks_digital, name_chars
 from core.identifiers.tax_ids import taxpayer_id_spans
@@ -123,7 +124,7 @@ class InvoiceScan:
 
 def digital_number_warnings(number: str, today: date | None = None) -> tuple[str, ...]:
     """Soft checks of a 20-digit 数电票 number: year and province digits."""
-    today = today or date.today()
+    today = today or beijing_today()
     warnings = []
     year = int(number[:2])
     if not 21 <= year <= today.year % 100:
@@ -165,7 +166,7 @@ def decode_invoice_code(code: str, today: date | None = None) -> InvoiceCodeInfo
     if region is None:
         warnings = (f"第{offset + 1}-{offset + 4}位“{region_code}”不是已知的地区代码",)
     yy = int(digits[offset + 4 : offset + 6])
-    this_year = (today or date.today()).year
+    this_year = (today or beijing_today()).year
     year = 2000 + yy if 2000 + yy <= this_year else 1900 + yy
     return InvoiceCodeInfo(
         code=digits,

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
+from core.clock import beijing_today
 from core.conversation.state import load
 from core.store import get_store
 from handlers import choices, values
@@ -103,7 +104,7 @@ def test_a_pasted_date_is_checked_and_answers_the_question(chat):
     assert "今天开的吗" in asked["text"]
     wrong = chat.say("2月30号开的")
     assert "2月没有30日" in wrong["text"] and "今天开的吗" in wrong["text"]
-    today = chat.say(f"{date.today():%Y-%m-%d}")
+    today = chat.say(f"{beijing_today():%Y-%m-%d}")
     assert "明天再查" in today["text"] and labels(today) == ["解决了", "还没解决"]
     assert "今天开的吗" in chat.say("返回")["text"]
     onward = chat.say("昨天开的")
