@@ -1,13 +1,18 @@
 """Fit the matcher's weights, confidence model and thresholds on a labelled set; write knowledge/data/matcher.yaml.
 
-usage: python -m bench.calibrate [--data bench/data/calibration.jsonl] [--write] [--max-wrong 0.015]
+usage: python -m bench.calibrate [--data FILE.jsonl ...] [--write] [--max-wrong 0.015]
+(default data: bench/data/calibration.jsonl and bench/data/styles.jsonl)
 
-For each weighting of the signals (grid), the decision statistic is the combined top score and its margin to
-the runner-up. A logistic regression on (top, margin) predicts whether the top topic is right (out-of-scope
-rows count as wrong); that probability is the confidence. Messages without any invoice/tax term get none.
-The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows; the
-clarify threshold keeps most out-of-scope rows out of clarify. The fast path (lexical stage alone) starts at the
-lowest lexical confidence at which it never loses an answer the re-ranker would get right.
+The matcher ranks the FAQ topics and the outside subjects (knowledge/data/out_of_scope.yaml) together. For each
+weighting of the signals (grid), the decision statistic is the combined top score and its margin to the runner-up.
+A logistic regression on (top, margin) predicts whether the first is right (an in-scope row's topic, or any outside
+subject for an out-of-scope row); that probability is the confidence. Messages without any invoice/tax term get none.
+The confidence never falls as score or margin rise (a feature fitted with a negative weight is left out).
+The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows, and an
+answer also needs a best score no lower than the lowest one answered here (min_score), so that a vague message
+outside the data's range is not answered on its margin alone. The clarify threshold keeps most out-of-scope rows
+out of clarify. The fast path (lexical stage alone) starts at the lowest lexical confidence at which it never
+loses an answer the re-ranker would get right.
 """
 
 import argparse
@@ -22,7 +27,7 @@ import yaml
 
 from knowledge import service
 from knowledge.embedding import load_embedder
-from knowledge.matcher import DATA_DIR, Matcher, MatcherConfig, Policy, Signals, Topic, Weights, load_lexicon
+from knowledge.matcher import DATA_DIR, Matcher, MatcherConfig, Policy, Signals, Weights, load_lexicon
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,9 +40,7 @@ def load_rows(path: Path) -> list[dict]:
 
 def build_matcher() -> Matcher:
     """The matcher over the shipped FAQ, with embeddings."""
-    topics = [
-        Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in service.default_entries()
-    ]
+    topics = service.shipped_topics()
     embedder = load_embedder(REPO / "var" / "embeddings.npz")
     if embedder is None:
         raise SystemExit("the embedding model is needed for calibration")
@@ -51,15 +54,18 @@ def all_signals(matcher: Matcher, rows: list[dict]) -> list[Signals]:
     return [matcher.embedding_signals(r["text"], matcher.lexical_signals(r["text"])) for r in rows]
 
 
-def statistics(signals: list[Signals], weights: Weights, truth: list[int | None]) -> np.ndarray:
-    """Rows of (top, margin, domain, right, right_in_top3) for one weighting."""
+def statistics(signals: list[Signals], weights: Weights, truth: list[int | None], outside: np.ndarray) -> np.ndarray:
+    """Rows of (top, margin, domain, right, right_in_top3, top_is_outside) for one weighting; an out-of-scope row
+    is right when an outside subject comes first."""
     out = []
     for sig, want in zip(signals, truth, strict=True):
         scores = sig.combine(weights)
         order = np.argsort(-scores)
         top, second = float(scores[order[0]]), float(scores[order[1]])
-        right = want is not None and order[0] == want
-        out.append((top, top - second, float(sig.domain), right, want is not None and want in order[:3]))
+        first_outside = bool(outside[order[0]])
+        right = (want is None and first_outside) or (want is not None and order[0] == want)
+        faq = [i for i in order if not outside[i]][:3]
+        out.append((top, top - second, float(sig.domain), right, want is not None and want in faq, first_outside))
     return np.array(out, dtype=np.float64)
 
 
@@ -78,18 +84,34 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 3000, l2: float = 1e
     return beta
 
 
+def fit_monotone(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A logistic fit whose confidence never falls as score or margin rise: a feature that comes out with a negative
+    weight (it only corrects the other's scale on this data) is left out and the rest refitted."""
+    keep = list(range(x.shape[1]))
+    while True:
+        beta = fit_logistic(x[:, keep], y)
+        negative = [k for k, b in zip(keep, beta[1:], strict=True) if b < 0]
+        if not negative:
+            full = np.zeros(x.shape[1] + 1)
+            full[0] = beta[0]
+            full[[k + 1 for k in keep]] = beta[1:]
+            return full
+        keep.remove(negative[0])
+
+
 def choose_thresholds(conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray, max_wrong: float) -> dict:
     """Answer and clarify thresholds, and the outcome mix they give."""
     n = len(conf)
     right = stats[:, 3].astype(bool)
+    first_outside = stats[:, 5].astype(bool)
     best = None
     for t in [*sorted(set(np.round(conf, 4))), 1.0]:
-        answered = conf >= t
+        answered = (conf >= t) & ~first_outside
         wrong = int((answered & ~right).sum())
         if wrong <= max_wrong * n:
             best = t
             break
-    answered = conf >= best
+    answered = (conf >= best) & ~first_outside
     out_scope = ~in_domain
     clarify_at = best
     for t in sorted(set(np.round(conf[out_scope], 4)), reverse=True):
@@ -100,20 +122,23 @@ def choose_thresholds(conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray
     top3 = stats[:, 4].astype(bool)
     return {
         "answer_at": float(best),
+        "min_score": float(np.floor(stats[answered, 0].min() * 100) / 100) if answered.any() else 0.0,
         "clarify_at": float(min(clarify_at, best)),
         "answered_right": float((answered & right)[in_domain].mean()),
         "answered_wrong_all": float((answered & ~right).sum() / n),
         "clarify_hit": float((clarify & top3)[in_domain].mean()),
         "oos_answered": float(answered[out_scope].mean()) if out_scope.any() else 0.0,
         "oos_clarified": float(clarify[out_scope].mean()) if out_scope.any() else 0.0,
+        "oos_recognised": float((first_outside & (conf >= clarify_at))[out_scope].mean()) if out_scope.any() else 0.0,
+        "in_scope_called_outside": float((first_outside & (conf >= clarify_at))[in_domain].mean()),
     }
 
 
-def evaluate(signals, truth, in_domain, weights: Weights, max_wrong: float) -> tuple[Weights, dict]:
+def evaluate(signals, truth, in_domain, outside, weights: Weights, max_wrong: float) -> tuple[Weights, dict]:
     """Fit the confidence model for a weighting and score it."""
-    stats = statistics(signals, weights, truth)
+    stats = statistics(signals, weights, truth, outside)
     domain = stats[:, 2] == 1
-    beta = fit_logistic(stats[domain, :2], stats[domain, 3])
+    beta = fit_monotone(stats[domain, :2], stats[domain, 3])
     fitted = Weights(**{**asdict(weights), "conf_bias": beta[0], "conf_score": beta[1], "conf_margin": beta[2]})
     conf = np.array([fitted.confidence(t, m, bool(d)) for t, m, d in stats[:, :3]])
     result = choose_thresholds(conf, stats, in_domain, max_wrong)
@@ -143,14 +168,19 @@ def fast_path(signals, truth, lexical: Weights, full: Weights) -> tuple[float, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO / "bench" / "data" / "calibration.jsonl")
     parser.add_argument(
-        "--max-wrong", type=float, default=0.01, help="share of all rows allowed to be answered wrongly"
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[REPO / "bench" / "data" / "calibration.jsonl", REPO / "bench" / "data" / "styles.jsonl"],
+    )
+    parser.add_argument(
+        "--max-wrong", type=float, default=0.015, help="share of all rows allowed to be answered wrongly"
     )
     parser.add_argument("--write", action="store_true", help="write knowledge/data/matcher.yaml")
     args = parser.parse_args()
 
-    rows = load_rows(args.data)
+    rows = [row for path in args.data for row in load_rows(path)]
     matcher = build_matcher()
     index = {tid: i for i, tid in enumerate(matcher.ids)}
     truth = [index.get(r.get("topic")) if r["expect"] == "answer" else None for r in rows]
@@ -159,28 +189,28 @@ def main() -> None:
     print(f"{len(rows)} rows: {int(in_domain.sum())} in scope, {int((~in_domain).sum())} out of scope")
 
     results = []
-    for answer_w, emb_w, passage_w in itertools.product(
-        (0.0, 0.25, 0.5, 0.75), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5)
+    for answer_w, emb_w, passage_w, conflict_w in itertools.product(
+        (0.0, 0.25, 0.5, 0.75), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5), (0.0, 0.5, 1.0)
     ):
-        weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w)
-        fitted, result = evaluate(signals, truth, in_domain, weights, args.max_wrong)
+        weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w, conflict=conflict_w)
+        fitted, result = evaluate(signals, truth, in_domain, matcher.outside, weights, args.max_wrong)
         results.append((result["answered_right"], result["top1"], fitted, result))
     results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     for _right, _top1, fitted, result in results[:5]:
         print(
-            f"full  a={fitted.answer} e={fitted.embedding} p={fitted.passage}: "
+            f"full  a={fitted.answer} e={fitted.embedding} p={fitted.passage} c={fitted.conflict}: "
             + " ".join(f"{k}={v:.3f}" for k, v in result.items())
         )
     _, _, full_w, full_r = results[0]
 
     lexical_results = []
-    for answer_w in (0.0, 0.25, 0.5, 0.75):
-        weights = Weights(answer=answer_w, embedding=0.0, passage=0.0)
-        fitted, result = evaluate(signals, truth, in_domain, weights, args.max_wrong)
+    for answer_w, conflict_w in itertools.product((0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 1.0)):
+        weights = Weights(answer=answer_w, embedding=0.0, passage=0.0, conflict=conflict_w)
+        fitted, result = evaluate(signals, truth, in_domain, matcher.outside, weights, args.max_wrong)
         lexical_results.append((result["answered_right"], result["top1"], fitted, result))
     lexical_results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     _, _, lex_w, lex_r = lexical_results[0]
-    print(f"lexical a={lex_w.answer}: " + " ".join(f"{k}={v:.3f}" for k, v in lex_r.items()))
+    print(f"lexical a={lex_w.answer} c={lex_w.conflict}: " + " ".join(f"{k}={v:.3f}" for k, v in lex_r.items()))
 
     fast_confidence, coverage = fast_path(signals, truth, lex_w, full_w)
     print(f"fast path: lexical confidence >= {fast_confidence} covers {coverage:.1%} and loses no answer")
@@ -190,10 +220,17 @@ def main() -> None:
         lexical=lex_w,
         policy=Policy(
             answer_at=round(full_r["answer_at"], 4),
+            min_score=full_r["min_score"],
             clarify_at=round(full_r["clarify_at"], 4),
+            outside_at=round(full_r["clarify_at"], 4),
             fast_confidence=fast_confidence,
         ),
-        lexical_policy=Policy(answer_at=round(lex_r["answer_at"], 4), clarify_at=round(lex_r["clarify_at"], 4)),
+        lexical_policy=Policy(
+            answer_at=round(lex_r["answer_at"], 4),
+            min_score=lex_r["min_score"],
+            clarify_at=round(lex_r["clarify_at"], 4),
+            outside_at=round(lex_r["clarify_at"], 4),
+        ),
     )
     if args.write:
         data = {

@@ -101,11 +101,10 @@ def load_queries(real: Sequence[Topic]) -> list[Query]:
 
 
 def real_topics() -> list[Topic]:
-    """The shipped FAQ entries as matcher topics."""
-    from knowledge.matcher import Topic
-    from knowledge.service import default_entries
+    """The shipped FAQ entries and outside subjects as matcher topics."""
+    from knowledge.service import shipped_topics
 
-    return [Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in default_entries()]
+    return shipped_topics()
 
 
 def diac_topics(path: Path) -> tuple[list[Topic], list[Topic]]:

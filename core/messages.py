@@ -16,6 +16,7 @@ Intent = Literal[
     "greeting",
     "smalltalk",  # thanks, ok, goodbye, laughter, "你是谁": a short reply, never a miss
     "fallback",
+    "out_of_scope",  # a tax or business subject the bot does not cover: said so, with where to ask
     "throttled",  # over the per-minute message limit: paused, not answered (nor passed to a ticket)
 ]
 

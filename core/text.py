@@ -60,6 +60,8 @@ class Lexicon:
     fillers: list[str] = field(default_factory=list)
     domain_terms: list[str] = field(default_factory=list)
     abbreviations: dict[str, list[str]] = field(default_factory=dict)
+    non_domain: list[str] = field(default_factory=list)  # words that contain a domain character but are not (机票)
+    contrasts: list[list[list[str]]] = field(default_factory=list)  # [[one side's phrases], [the other side's]]
 
     def __post_init__(self) -> None:
         # Latin shorthand (uk, hc) is replaced only as a whole latin run: "uk" in "ukey" or "duke" stays.
@@ -75,6 +77,10 @@ class Lexicon:
         terms = [self.canonicalize(fold(t)) for t in self.domain_terms]
         self._domain_chars = alternation([t for t in terms if len(units(t)) == 1])
         self._domain_sounds = alternation([f" {sounds(t)} " for t in terms if len(units(t)) > 1])
+        self._non_domain_re = alternation([self.canonicalize(fold(w)) for w in self.non_domain])
+        self._contrasts = [
+            tuple(alternation([self.canonicalize(fold(p)) for p in side]) for side in pair) for pair in self.contrasts
+        ]
 
     def canonicalize(self, folded: str) -> str:
         """Replace every known abbreviation and variant by its canonical form and drop filler phrases."""
@@ -85,6 +91,17 @@ class Lexicon:
         if self._filler_re is not None:
             folded = self._filler_re.sub("", folded)
         return folded
+
+    def sides(self, canonical: str) -> tuple[int, ...]:
+        """For each contrast, which side canonicalised text takes: 1 the first, -1 the second, 0 neither or both
+        (the second side, which holds the negated phrases, is read first and taken out)."""
+        taken = []
+        for first, second in self._contrasts:
+            rest = second.sub(" ", canonical) if second is not None else canonical
+            says_second = rest != canonical
+            says_first = first is not None and first.search(rest) is not None
+            taken.append(int(says_first) - int(says_second))
+        return tuple(taken)
 
     @property
     def vocabulary(self) -> list[str]:
@@ -100,6 +117,8 @@ class Lexicon:
 
     def is_domain(self, canonical: str) -> bool:
         """True when canonicalised text mentions an invoice/tax term, allowing homophone typos."""
+        if self._non_domain_re is not None:
+            canonical = self._non_domain_re.sub(" ", canonical)
         if self._domain_chars is not None and self._domain_chars.search(canonical):
             return True
         return self._domain_sounds is not None and bool(self._domain_sounds.search(f" {sounds(canonical)} "))

@@ -1,10 +1,10 @@
 """FAQ answers from the matcher: a confident match is answered (or its guide started), a close call offers the
-nearest topics as numbered choices, a miss falls back."""
+nearest topics as numbered choices, a subject the bot does not cover is named as such, a miss falls back."""
 
 from core import metrics
 from core.messages import Option, Reply
 from core.text import error_codes
-from handlers import fallback, guide, payloads
+from handlers import fallback, guide, outside, payloads
 from handlers.turn import Turn
 from knowledge.matcher import MatchResult
 
@@ -19,6 +19,8 @@ def match(turn: Turn) -> Reply:
         return answer(turn, result.candidates[0].topic, result.confidence, result.choices())
     if result.outcome == "clarify":
         return clarify(turn, result)
+    if result.outcome == "out_of_scope" and result.outside is not None:
+        return outside.reply(turn, result.outside, confidence=result.confidence)
     return fallback.miss(turn, confidence=result.confidence, candidates=result.choices(), in_domain=in_domain(turn))
 
 

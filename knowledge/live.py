@@ -18,6 +18,7 @@ from core.settings import VAR_DIR, get_settings
 from knowledge import service
 from knowledge.embedding import Embedder, load_embedder
 from knowledge.matcher import Matcher, MatcherConfig, RerankGate, Topic, load_lexicon
+from knowledge.outside import outside_topics
 
 log = logging.getLogger(__name__)
 _builds = itertools.count(1)
@@ -176,7 +177,11 @@ class LiveKnowledge:
 
     def _build(self, rows: _Rows) -> KnowledgeSnapshot:
         matcher = Matcher(
-            rows.topics, lexicon=self._lexicon, embedder=self._embedder, config=self._config, gate=self._gate
+            [*rows.topics, *outside_topics()],
+            lexicon=self._lexicon,
+            embedder=self._embedder,
+            config=self._config,
+            gate=self._gate,
         )
         save = getattr(self._embedder, "save", None)
         if save is not None:

@@ -29,7 +29,7 @@ from knowledge.excerpt import cut, excerpt
 from knowledge.lexical import LexicalIndex, features
 from knowledge.pinyin import PinyinIndex
 
-Outcome = Literal["answer", "clarify", "not_sure"]
+Outcome = Literal["answer", "clarify", "out_of_scope", "not_sure"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
@@ -42,6 +42,7 @@ class Topic:
     alternates: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     answer: str = ""
+    outside: bool = False  # a subject the bot does not cover (knowledge/outside.py), ranked to recognise it
 
     @property
     def phrasings(self) -> tuple[str, ...]:
@@ -59,12 +60,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class MatchResult:
-    """Ranked candidates, the confidence that the first is right, and the outcome it leads to."""
+    """Ranked FAQ candidates, the confidence that the first is right, the outcome it leads to, and the outside
+    subject recognised when the outcome is out_of_scope."""
 
     outcome: Outcome
     confidence: float
     candidates: list[Candidate]
     reranked: bool = False
+    outside: str | None = None
 
     @property
     def topic(self) -> str | None:
@@ -85,6 +88,7 @@ class Weights:
     embedding: float = 1.0
     passage: float = 0.3
     error_code: float = 1.0
+    conflict: float = 0.5
     conf_bias: float = -4.0
     conf_score: float = 3.0
     conf_margin: float = 6.0
@@ -106,11 +110,14 @@ class Signals:
     domain: bool = True
     embedding: np.ndarray | None = None
     passage: np.ndarray | None = None
+    conflict: np.ndarray | None = None  # 1 where the topic takes the other side of a fact the message states
 
     def combine(self, weights: "Weights") -> np.ndarray:
         """The weighted sum that ranks topics."""
         total = weights.phrasing * self.phrasing + weights.answer * self.answer
         total = total + weights.error_code * self.error_code
+        if self.conflict is not None:
+            total = total - weights.conflict * self.conflict
         if self.embedding is not None:
             total = total + weights.embedding * self.embedding + weights.passage * self.passage
         return total
@@ -121,7 +128,9 @@ class Policy:
     """Confidence thresholds for each outcome, and when the lexical stage alone may answer."""
 
     answer_at: float = 0.8
+    min_score: float = 0.0  # no answer below the lowest best score an answer had in calibration
     clarify_at: float = 0.35
+    outside_at: float = 0.35
     clarify_band: float = 0.35
     fast_confidence: float = 0.97
     max_choices: int = 3
@@ -158,6 +167,8 @@ def load_lexicon(path: Path = DATA_DIR / "lexicon.yaml") -> Lexicon:
         fillers=data.get("fillers", []),
         domain_terms=data.get("domain_terms", []),
         abbreviations=data.get("abbreviations", {}),
+        non_domain=data.get("non_domain", []),
+        contrasts=data.get("contrasts", []),
     )
 
 
@@ -202,6 +213,7 @@ class Matcher:
     ) -> None:
         self.topics = list(topics)
         self.ids = [t.id for t in self.topics]
+        self.outside = np.array([t.outside for t in self.topics], dtype=bool)
         self.lexicon = lexicon
         self.embedder = embedder
         self.config = config or MatcherConfig.load()
@@ -221,6 +233,7 @@ class Matcher:
             for keyword in topic.keywords:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
+        self._sides = np.array([self._topic_sides(t) for t in self.topics], dtype=np.int8).reshape(n, -1)
         vocabulary = [*phrasings, *(k for t in self.topics for k in t.keywords), *lexicon.vocabulary]
         self.pinyin = PinyinIndex(vocabulary, background=[t.answer for t in self.topics], protected=lexicon.latin_terms)
         self._phrasing_vectors = self._answer_vectors = None
@@ -251,7 +264,21 @@ class Matcher:
             domain=bool(codes.any()) or self.lexicon.is_domain("".join(prepared)),
             answer=self._answer_index.group_scores(bag),
             error_code=codes,
+            conflict=self.conflicts(text),
         )
+
+    def _topic_sides(self, topic: Topic) -> tuple[int, ...]:
+        """The side a topic takes on each contrast: its keywords say it, else its question."""
+        by_keywords = self.lexicon.sides(self.lexicon.canonicalize(fold(" ".join(topic.keywords))))
+        by_question = self.lexicon.sides(self.lexicon.canonicalize(fold(topic.question)))
+        return tuple(k or q for k, q in zip(by_keywords, by_question, strict=True))
+
+    def conflicts(self, text: str) -> np.ndarray:
+        """1 for each topic that takes the other side of a fact the message states (本月 against 上月), else 0."""
+        said = np.array(self.lexicon.sides(self.lexicon.canonicalize(fold(text))), dtype=np.int8)
+        if not said.any():
+            return np.zeros(len(self.topics), dtype=np.float32)
+        return ((self._sides * said) < 0).any(axis=1).astype(np.float32)
 
     def embedding_signals(self, text: str, signals: Signals) -> Signals:
         """Add the embedding similarities (best phrasing and answer), rescaled so 0.8 cosine is 0."""
@@ -292,11 +319,16 @@ class Matcher:
 
     def _decide(self, signals: Signals, weights: Weights, policy: Policy, *, reranked: bool = False) -> MatchResult:
         scores = signals.combine(weights)
-        order = np.argsort(-scores, kind="stable")[: max(policy.max_choices, 5)]
+        order = np.argsort(-scores, kind="stable")
         top, margin = _top_two(scores)
         confidence = weights.confidence(top, margin, signals.domain)
-        candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in order]
-        if confidence >= policy.answer_at:
+        faq = [i for i in order[: max(policy.max_choices, 5) + int(self.outside.sum())] if not self.outside[i]]
+        candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in faq[: max(policy.max_choices, 5)]]
+        if len(order) and self.outside[order[0]]:
+            if confidence >= policy.outside_at:
+                return MatchResult("out_of_scope", round(confidence, 4), candidates, reranked, self.ids[order[0]])
+            return MatchResult("not_sure", round(confidence, 4), candidates, reranked)
+        if confidence >= policy.answer_at and top >= policy.min_score:
             outcome: Outcome = "answer"
         elif confidence >= policy.clarify_at:
             outcome = "clarify"

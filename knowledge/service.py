@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 
 from core import safe_yaml, spreadsheet
 from knowledge import versions
+from knowledge.matcher import Topic
 from knowledge.models import FaqEntry, KnowledgeRevision
+from knowledge.outside import outside_topics
 from knowledge.schemas import FaqIn
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -222,6 +224,14 @@ def default_entries() -> list[FaqIn]:
     for path in sorted((DATA_DIR / "faq").glob("*.yaml")):
         entries += parse_yaml(path.read_text(encoding="utf-8"))
     return entries
+
+
+def shipped_topics() -> list[Topic]:
+    """The shipped FAQ entries and outside subjects as the matcher ranks them."""
+    entries = default_entries()
+    return [
+        Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in entries
+    ] + outside_topics()
 
 
 def seed_defaults(*, db_session: Session) -> int:

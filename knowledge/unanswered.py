@@ -2,6 +2,7 @@
 
 A recorded conversation turn is *unanswered* when
   - its intent is "fallback" and it has readable text (the bot said it cannot help), or
+  - its intent is "out_of_scope" (the bot said the subject is outside what it covers), or
   - its intent is "clarify" (the bot offered topics to choose from) and it went nowhere: the same chat identity's
     next turn within UNANSWERED_CLARIFY_MINUTES is not an "answer" or "guide" turn (the merchant picked
     "都不是，转人工", asked something the bot could not answer either, ...), or there is no next turn within that
@@ -45,6 +46,7 @@ from knowledge.schemas import FaqIn
 
 FALLBACK = "fallback"
 CLARIFY = "clarify"
+OUT_OF_SCOPE = "out_of_scope"  # a subject the bot does not cover (knowledge/outside.py): admins may add it
 RESOLVING = frozenset({"answer", "guide"})  # a next turn with one of these intents took up the clarify choice
 MAX_KEY_CHARS = 200
 BATCH = 512
@@ -88,6 +90,7 @@ class Cluster:
     last_seen: datetime | None = None
     fallbacks: int = 0
     clarifies: int = 0
+    out_of_scope: int = 0
     suggestion: Suggestion | None = None
 
     @property
@@ -130,7 +133,7 @@ def find_turns(
         .where(t.created_at >= utc(since))
         .subquery()
     )
-    query = select(ranked).where(ranked.c.intent.in_((FALLBACK, CLARIFY))).order_by(ranked.c.id)
+    query = select(ranked).where(ranked.c.intent.in_((FALLBACK, CLARIFY, OUT_OF_SCOPE))).order_by(ranked.c.id)
     handled = _handled(db_session)
     found = []
     for row in db_session.execute(query):
@@ -213,6 +216,7 @@ def _summarise(keys: list[str], by_key: dict[str, list[UnansweredTurn]]) -> Clus
         last_seen=max(t.created_at for t in turns),
         fallbacks=intents[FALLBACK],
         clarifies=intents[CLARIFY],
+        out_of_scope=intents[OUT_OF_SCOPE],
     )
 
 

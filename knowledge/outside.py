@@ -1,0 +1,39 @@
+"""Subjects outside the assistant's remit (other taxes, social insurance, registration, bookkeeping): what each is
+called, where merchants should ask instead, and the phrasings the matcher ranks beside the FAQ topics."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from knowledge.matcher import DATA_DIR, Topic
+
+OUTSIDE_PATH = DATA_DIR / "out_of_scope.yaml"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject the bot does not cover."""
+
+    id: str
+    name: str
+    where: str
+    phrasings: tuple[str, ...]
+
+    @property
+    def topic(self) -> Topic:
+        """The subject as a matcher topic (an outside one)."""
+        return Topic(self.id, self.phrasings[0], self.phrasings[1:], answer=self.name, outside=True)
+
+
+@lru_cache
+def load_subjects(path: Path = OUTSIDE_PATH) -> dict[str, Subject]:
+    """The shipped outside subjects by id."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    return {d["id"]: Subject(d["id"], d["name"], d["where"], tuple(d["phrasings"])) for d in data}
+
+
+def outside_topics() -> list[Topic]:
+    """The shipped outside subjects as matcher topics."""
+    return [s.topic for s in load_subjects().values()]
