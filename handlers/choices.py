@@ -186,3 +186,47 @@ def mentioned(text: str, labels: list[str]) -> int | None:
                 named.append(index)
                 break
     return named[0] if len(named) == 1 else None
+
+
+# Words a yes/no label opens with, longest first; the rest of its first part is what the question asks about.
+_POLAR_LEADS = ("还没有", "已经", "还没", "没有", "尚未", "还是", "不是", "已", "没", "不", "未", "是", "有")
+_DONE_BEFORE = ("已", "都")  # "已经确认了", "都核对过"
+_DONE_AFTER = ("了", "过", "好")
+_ASKED_AFTER = ("吗", "么", "没", "嘛")
+
+
+def polar_mentioned(text: str, labels: list[str]) -> int | None:
+    """On a yes/no question, the label a description answers by typing what the question asks about negated
+    ("对方还没确认", "尚未确认" → "还没有") or done ("已经确认了" → "已经确认了"); None when it says neither."""
+    folded = squeeze(text)
+    signs = [_sign(label) for label in labels]
+    unsure = [any(word in squeeze(label) for word in _UNSURE) for label in labels]
+    said = None
+    for word in {w for w, sure in zip(map(_asked_about, labels), unsure, strict=True) if w and not sure}:
+        at = folded.find(word)
+        while at >= 0:
+            before, after = folded[max(0, at - 3) : at], folded[at + len(word) : at + len(word) + 2]
+            if any(c in _NEGATED for c in before):
+                said = "no" if said in (None, "no") else "both"
+            elif (before.endswith(_DONE_BEFORE) or after.startswith(_DONE_AFTER)) and not after.endswith(_ASKED_AFTER):
+                said = "yes" if said in (None, "yes") else "both"
+            at = folded.find(word, at + 1)
+        if said is not None:
+            break
+    if said == "no":
+        fitting = [i for i, sign in enumerate(signs) if sign == "no" and not unsure[i]]
+    elif said == "yes":
+        fitting = [i for i, sign in enumerate(signs) if sign != "no" and word in squeeze(labels[i])]
+    else:
+        return None
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def _asked_about(label: str) -> str | None:
+    """What a yes/no label says was done or not ("已经确认了" → "确认", "还没核对" → "核对"); None for other labels."""
+    first = squeeze(_LABEL_PARTS.split(_LABEL_ASIDE.sub("", label))[0])
+    lead = next((word for word in _POLAR_LEADS if first.startswith(word)), None)
+    if lead is None:
+        return None
+    word = first[len(lead) :].rstrip("了过的")
+    return word if len(word) >= 2 else None

@@ -72,8 +72,10 @@ def on_answer(turn: Turn) -> Reply | None:
     """A message while a guide's question is open: the option it picks (by number, words, a yes/no or a reply in
     words such as "不是，上个月开的"), a value the step accepts (checked, re-asked when wrong), a command (返回, 重来,
     退出), a handoff with what the guide learned, the main menu, or the question again for an answer that fits no
-    option or a greeting; None for anything else (the guide pauses when the reply leaves it)."""
-    payload = pick(turn, turn.text)
+    option or a greeting; None for anything else (the guide pauses when the reply leaves it). Pinyin is read as the
+    Han words it stands for: "fapiao zenme zuofei" is a question of its own, as "发票怎么作废" is."""
+    said = turn.han
+    payload = pick(turn, said)
     if payload is not None:
         return _follow(turn, payload)
     reply = on_value(turn)
@@ -84,10 +86,10 @@ def on_answer(turn: Turn) -> Reply | None:
         return reply
     if handoff.wants_person(turn):
         return hand_off(turn)
-    payload = pick_polar(turn, turn.text) or pick_meaning(turn, turn.text)
+    payload = pick_polar(turn, said) or pick_meaning(turn, said)
     if payload is not None:
         return _follow(turn, payload)
-    if choices.is_bare_answer(turn.text):
+    if choices.is_bare_answer(said):
         count = len(current_options(turn))
         return show(turn, lead=f"请回复 1-{count} 的数字，选择最符合的一项：")
     if choices.squeeze(turn.text) in _MENU:
@@ -203,12 +205,15 @@ def start(
 
 
 def prefill(text: str, guide: Guide, progress: GuideProgress) -> list[str]:
-    """Answer the questions ahead that a description already answers (options that lead on only); their labels."""
+    """Answer the questions ahead that a description already answers by naming an option or by saying what a yes/no
+    question asks about done or not done ("对方还没确认"); options that lead on only; their labels."""
     known: list[str] = []
     seen = {progress.step}
     while True:
         step = guide.steps[progress.step]
-        index = choices.mentioned(text, [o.label for o in step.options])
+        labels = [o.label for o in step.options]
+        index = choices.mentioned(text, labels)
+        index = choices.polar_mentioned(text, labels) if index is None else index
         option = step.options[index] if index is not None else None
         if option is None or option.next is None or option.next in seen:
             return known

@@ -39,6 +39,11 @@ class Turn:
         return fold(self.text)
 
     @cached_property
+    def han(self) -> str:
+        """The text with typed pinyin ("fapiao zenme zuofei") read back as the knowledge base's Han words."""
+        return self.knowledge.matcher.pinyin.convert(self.text)
+
+    @cached_property
     def scan(self) -> identifiers.InvoiceScan | None:
         """The invoice number the text carries, right or wrong; None when there is none."""
         return identifiers.scan(self.text)

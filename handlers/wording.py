@@ -3,7 +3,8 @@
 Each intent is a small vocabulary, not one growing regex: greetings and small talk are recognised when the whole
 message splits into known words (particles, forms of address and emoji drop out; latin words match fuzzily); a
 request for a person is a request verb before a person word, a person word asked after ("客服呢"), a call back to
-"我", a complaint made by the merchant, or the bot called useless. Labelled phrasings: tests/handlers/phrasings.py.
+"我", a complaint made by the merchant, or the bot called useless. Messages typed in pinyin ("zhuan rengong",
+"xiexie") are first read back as these vocabularies' Han words. Labelled phrasings: tests/handlers/phrasings.py.
 """
 
 import re
@@ -12,7 +13,8 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
-from core.text import fold, units
+from core.text import fold, pinyin_syllables, units
+from knowledge.pinyin import PinyinIndex
 
 # How close a typed latin word must be to a known one (rapidfuzz ratio, 0-100), e.g. "helo", "thnks".
 LATIN_SIMILARITY = 80
@@ -75,7 +77,7 @@ def _latin_kind(unit: str) -> str | None:
 
 def segment(text: str) -> list[str] | None:
     """The kinds of the known words the whole message splits into (fewest words); None when some part is unknown."""
-    parts = units(fold(text))
+    parts = units(fold(read(text)))
     if not parts or len(parts) > MAX_CHAT_UNITS:
         return None
     words, _, longest = _vocabulary()
@@ -123,7 +125,7 @@ def small_talk(text: str) -> str | None:
     """The kind of small talk a message is: "thanks", "ack", "bye", "laugh", "emoji" or "identity"; None otherwise."""
     if is_emoji_only(text):
         return "emoji"
-    squeezed = "".join(units(fold(text)))
+    squeezed = "".join(units(fold(read(text))))
     if len(squeezed) <= MAX_CHAT_UNITS * 2 and (_IDENTITY.match(squeezed) or _WHO.match(squeezed)):
         return "identity"
     kinds = segment(text)
@@ -174,7 +176,7 @@ _HANDOFF = re.compile("|".join(f"(?:{p})" for p in _HANDOFF_PATTERNS))
 
 def clauses(text: str) -> str:
     """The folded text with every run of punctuation, spaces and emoji as one "|" (a clause break)."""
-    return "|".join(re.sub(r"[^\w]+", " ", fold(text)).split())
+    return "|".join(re.sub(r"[^\w]+", " ", fold(read(text))).split())
 
 
 def wants_person(text: str) -> bool:
@@ -188,4 +190,41 @@ _NUDGE = re.compile(rf"(?:{_any(ADDRESS)})?(?:{_any(NUDGES)}[{PARTICLES}]*)+")
 
 def is_nudge(text: str) -> bool:
     """True when a merchant waiting for a person asks whether anyone is there ("有人吗", "人呢", "在吗？")."""
-    return bool(_NUDGE.fullmatch("".join(units(fold(text)))))
+    return bool(_NUDGE.fullmatch("".join(units(fold(read(text))))))
+
+
+# --- typed pinyin ------------------------------------------------------------------------------------------------
+
+# Words typed in pinyin next to the vocabularies' own ("wo yao ren gong kefu" is 我要人工客服).
+PINYIN_EXTRA = words(
+    "找个 叫个 换个 来个 要个 找个人 换个人 来个人 懂行的人 我要 我想 我需要 我找 帮我 给我 请问 你们 嗯嗯 哈哈 好好"
+    " 谢谢你们 有人在吗 在吗在吗 投诉 举报 回电话 回个电话 打电话 打个电话 机器人"
+)
+
+
+@lru_cache(maxsize=1)
+def _pinyin() -> PinyinIndex:
+    """Toneless pinyin of every word above, back to its Han spelling; the vocabularies' latin words stay as typed."""
+    vocabulary = [
+        *_KINDS,
+        *PERSON,
+        *EXPERT,
+        *MANAGER,
+        *VERBS,
+        *SOMEONE_VERBS,
+        *FILL,
+        *FOLLOW,
+        *COMPOUND,
+        *ASKED_AFTER,
+        *USELESS,
+        *UNWANTED,
+        *NUDGES,
+        *PINYIN_EXTRA,
+    ]
+    syllables = pinyin_syllables()  # "you" may be 有: only latin words that are no pinyin stay as typed
+    return PinyinIndex(vocabulary, protected=[w for w in vocabulary if w.isascii() and w not in syllables])
+
+
+def read(text: str) -> str:
+    """The message with pinyin stretches ("zhuan rengong", "xiexie") written in Han words; other text as typed."""
+    return _pinyin().convert(text)

@@ -48,6 +48,15 @@ HANDOFF = [
     "我要投诉你们",
     "投诉！开了三天票都开不出来",
     "人工客服电话是多少",
+    # typed in pinyin
+    "zhuan rengong",
+    "zhuanrengong",
+    "wo yao ren gong kefu",
+    "Zhuan RenGong!!",
+    "zhao ge dong hang de",
+    "gei wo hui ge dianhua",
+    "wo yao tousu",
+    "nimen jingli ne",
 ]
 
 GREETING = [
@@ -73,6 +82,12 @@ GREETING = [
     "老师您好",
     "大家好",
     "helo",
+    # typed in pinyin
+    "nihao",
+    "ni hao",
+    "nin hao zai ma",
+    "zaima",
+    "you ren ma",
 ]
 
 SMALL_TALK = [
@@ -112,6 +127,16 @@ SMALL_TALK = [
     ("你是谁", "identity"),
     ("你是真人还是AI啊 回这么快", "identity"),
     ("你是不是机器人", "identity"),
+    # typed in pinyin
+    ("xiexie", "thanks"),
+    ("haode xiexie", "thanks"),
+    ("xie xie ni", "thanks"),
+    ("haode", "ack"),
+    ("hao de", "ack"),
+    ("ok xiexie", "thanks"),
+    ("shoudao", "ack"),
+    ("baibai", "bye"),
+    ("thank you", "thanks"),
 ]
 
 # In-domain questions (and other messages) that are neither a handoff, a greeting nor small talk.
@@ -154,4 +179,11 @@ NEITHER = [
     "原来客服说可以直接红冲",
     "后来经理说要重开",
     "ok了吗 发票开出来没有",
+    # typed in pinyin, or latin words that are no pinyin
+    "fapiao zenme zuofei",
+    "haode fapiao zenme kai",
+    "rengong fei zenme kai piao",
+    "UKey插不上",
+    "ukey cha shang meiyou fanying",
+    "kefu dianhua shi duoshao",
 ]

@@ -80,6 +80,20 @@ def test_a_new_question_is_not_taken_for_an_answer():
     assert choices.by_meaning("下载的时候", labels_) == 2
 
 
+def test_a_new_question_in_pinyin_is_not_taken_for_an_answer(chat):
+    han = ApiChat(chat.client, chat.api_caller, "han")
+    first = han.say("开票提示服务器繁忙")
+    expected = han.say("发票怎么作废")
+    assert chat.say("开票提示服务器繁忙")["text"] == first["text"]
+    reply = chat.say("fapiao zenme zuofei")
+    assert reply["intent"] == expected["intent"] == "answer" and reply["topic"] == expected["topic"]
+    assert "在哪一步出现" not in reply["text"] and labels(reply) == labels(expected)
+    assert labels(reply)[-1] == "继续刚才的排查" and chat.state.guide.paused
+    assert "在哪一步出现" in chat.say("继续")["text"]
+    chat.say("xiazai fapiao de shihou")  # an answer in pinyin words picks its option, as in Han
+    assert chat.state.guide.path[-1][2] == "查询或下载发票时"
+
+
 # --- pasted values ---
 
 
@@ -155,10 +169,34 @@ def test_dates_in_the_future_or_impossible_are_explained():
 def test_an_opening_that_names_the_answer_skips_the_question(chat):
     reply = chat.say("数电票开错了要红冲，对方还没确认")
     assert reply["topic"] == "red_digital_unconfirmed"
-    assert "要冲的是哪种发票" not in reply["text"] and "用途确认" in reply["text"]
-    assert chat.state.guide.path == [["red_digital_unconfirmed", "kind", "数电票（20位号码）"]]
-    back = chat.say("返回")
-    assert "要冲的是哪种发票" in back["text"]
+    assert "要冲的是哪种发票" not in reply["text"] and "或入账确认吗" not in reply["text"]
+    assert "整张冲掉" in reply["text"] and labels(reply) == ["整张冲掉", "只冲一部分"]
+    assert chat.state.guide.path == [
+        ["red_digital_unconfirmed", "kind", "数电票（20位号码）"],
+        ["red_digital_unconfirmed", "buyer", "还没有"],
+    ]
+    assert "或入账确认吗" in chat.say("返回")["text"]
+    assert "要冲的是哪种发票" in chat.say("返回")["text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("对方还没确认", "还没有"),
+        ("没确认", "还没有"),
+        ("尚未确认", "还没有"),
+        ("对方还没有确认", "还没有"),
+        ("已经确认了", "已经确认了"),
+        ("对方确认过了", "已经确认了"),
+        ("对方已经确认了吗", None),
+        ("需要对方确认吗", None),
+        ("对方不清楚", None),
+    ],
+)
+def test_a_yes_no_question_is_answered_by_saying_it_was_done_or_not(text, expected):
+    labels_ = ["还没有", "已经确认了", "不清楚"]
+    index = choices.polar_mentioned(text, labels_)
+    assert (labels_[index] if index is not None else None) == expected
 
 
 def test_a_guide_chosen_on_an_answer_skips_what_the_question_said(chat):
@@ -168,7 +206,8 @@ def test_a_guide_chosen_on_an_answer_skips_what_the_question_said(chat):
     assert answer["intent"] == "answer" and labels(answer)[0] == "按步骤排查这个问题"
     started = chat.say("1")
     assert started["intent"] == "guide" and started["topic"] == "red_digital_unconfirmed"
-    assert "要冲的是哪种发票" not in started["text"] and "用途确认" in started["text"]
+    assert "要冲的是哪种发票" not in started["text"] and "或入账确认吗" not in started["text"]
+    assert labels(started) == ["整张冲掉", "只冲一部分"]
 
 
 def test_a_negated_mention_answers_nothing():
@@ -234,6 +273,35 @@ def test_not_solved_offers_the_next_candidate_then_a_person_and_records_the_ques
     assert reply["intent"] == "answer" and "转人工客服" in labels(reply) and "办法就是这些" in reply["text"]
     handed = chat.say("1")
     assert handed["intent"] == "handoff"
+
+
+def unanswered(api_caller, user: str) -> list[str]:
+    """The texts of `user`'s turns that the admins' unanswered list reads."""
+    from core.database import session_scope
+    from knowledge.unanswered import find_turns
+
+    with session_scope() as db_session:
+        turns = find_turns(db_session=db_session, since=datetime(2000, 1, 1, tzinfo=UTC))
+    return [t.text for t in turns if t.user_id == api_caller.identity(user)]
+
+
+def test_a_typed_followup_that_leaves_only_a_person_records_the_question(chat, api_caller):
+    reply = chat.say("发票怎么作废")
+    assert reply["intent"] == "answer"
+    for text in ["还是不行", "没用啊", "还是报错", "还是不行", "没用啊", "还是报错"]:
+        if "转人工客服" in labels(reply):
+            break
+        assert unanswered(api_caller, "writer") == [], "nothing recorded while there is something to try"
+        reply = chat.say(text)
+        assert reply["intent"] == "answer", text
+    assert "转人工客服" in labels(reply) and "办法就是这些" in reply["text"]
+    assert unanswered(api_caller, "writer") == ["发票怎么作废"]  # as the "没解决" option records it
+
+
+def test_a_followup_the_bot_cannot_place_is_unanswered(chat, api_caller):
+    reply = chat.say("还是报错")
+    assert reply["intent"] == "fallback" and "转人工客服" in labels(reply)
+    assert unanswered(api_caller, "writer") == ["还是报错"]
 
 
 def test_a_followup_after_a_guided_topic_goes_on_with_its_guide(chat):

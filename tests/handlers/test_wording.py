@@ -36,6 +36,7 @@ def test_in_domain_questions_are_left_to_the_matcher(text):
 
 
 NUDGES = ["有人吗", "人呢", "人呢？？", "在吗", "还在吗", "有人在吗😭", "亲 在不在", "人都去哪了"]
+NUDGES += ["you ren ma", "ren ne"]  # typed in pinyin
 
 
 @pytest.mark.parametrize("text", NUDGES)
@@ -51,3 +52,22 @@ def test_other_messages_are_not_nudges(text):
 @pytest.mark.parametrize("text", ["\ufffd\ufffd\ufffd", "？？？", "...", ""])
 def test_garbled_or_punctuation_only_is_not_a_reaction(text):
     assert not wording.is_emoji_only(text) and wording.small_talk(text) is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "han"),
+    [
+        ("zhuan rengong", "转人工"),
+        ("xiexie", "谢谢"),
+        ("haode xiexie", "好的谢谢"),
+        ("nihao", "你好"),
+        ("ok xiexie", "ok 谢谢"),
+    ],
+)
+def test_pinyin_is_read_as_the_vocabularies_han_words(typed, han):
+    assert wording.read(typed) == han
+
+
+@pytest.mark.parametrize("text", ["ok", "UKey", "hello", "thanks", "menu", "haha", "fapiao zenme zuofei"])
+def test_latin_words_and_unknown_pinyin_stay_as_typed(text):
+    assert wording.read(text) == text.lower()
