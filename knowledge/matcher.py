@@ -7,10 +7,14 @@ message re-ranks all topics.
 Only a bounded part of a message is read (core.limits): a long one is matched on an excerpt of its most
 informative clauses, and the re-ranker runs on at most RERANK_MAX_CHARS characters, a few messages at a time
 (RerankGate); a message that finds no free slot soon gets the lexical decision.
+Subjects the bot does not cover (topics marked `outside`) are ranked with the FAQ topics and lead to out_of_scope;
+a topic on the other side of a fact the message states (本月 against 上月) ranks lower.
 A logistic model over the best score and its margin to the runner-up gives the confidence, which picks the
-outcome: answer, clarify (offer the top choices) or not_sure.
+outcome: answer, clarify (offer the top choices), out_of_scope or not_sure. A short message that says nothing the
+two leading topics do not both say is offered as a choice between them rather than answered.
 """
 
+import itertools
 import math
 import threading
 from collections.abc import Sequence
@@ -31,6 +35,11 @@ from knowledge.pinyin import PinyinIndex
 
 Outcome = Literal["answer", "clarify", "out_of_scope", "not_sure"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# Characters of question words and particles: a pair of them carries nothing that tells two topics apart.
+FUNCTION_CHARS = frozenset(
+    "怎么什么为什么能不能吗呢了的吧啊呀我你他她们是不有没要在这那个还就都也和跟与或请问一下办弄搞整样何咋啥"
+)
+GENERIC_MAX_PAIRS = 8  # a message with more content than this is specific enough to answer on its score
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,7 @@ class Matcher:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
         self._sides = np.array([self._topic_sides(t) for t in self.topics], dtype=np.int8).reshape(n, -1)
+        self._pairs = [frozenset().union(*(_pairs(self.prepare(p)) for p in t.phrasings)) for t in self.topics]
         vocabulary = [*phrasings, *(k for t in self.topics for k in t.keywords), *lexicon.vocabulary]
         self.pinyin = PinyinIndex(vocabulary, background=[t.answer for t in self.topics], protected=lexicon.latin_terms)
         self._phrasing_vectors = self._answer_vectors = None
@@ -302,7 +312,7 @@ class Matcher:
         signals = self.lexical_signals(focus, prepared)
         lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
         if self.mode == "lexical" or (lexical.outcome == "answer" and self._decisive(signals, lexical)):
-            return lexical
+            return self._unless_generic(prepared, lexical, self.config.lexical_policy)
         if self.gate is not None and not self.gate.acquire():
             return lexical  # the re-ranker is busy: answer or clarify lexically rather than queue
         try:
@@ -310,7 +320,23 @@ class Matcher:
         finally:
             if self.gate is not None:
                 self.gate.release()
-        return self._decide(signals, self.config.full, self.config.policy, reranked=True)
+        full = self._decide(signals, self.config.full, self.config.policy, reranked=True)
+        return self._unless_generic(prepared, full, self.config.policy)
+
+    def _unless_generic(self, prepared: list[str], result: MatchResult, policy: Policy) -> MatchResult:
+        """An answer to a message that says nothing the two leading topics do not both say ("发票怎么作废" when
+        several topics are about voiding) becomes a choice between the leading topics."""
+        if result.outcome != "answer" or len(result.candidates) < 2:
+            return result
+        said = _pairs(prepared)
+        if not said or len(said) > GENERIC_MAX_PAIRS:
+            return result
+        first, second = (self.ids.index(c.topic) for c in result.candidates[:2])
+        if not said <= self._pairs[first] & self._pairs[second]:
+            return result
+        top = result.candidates[0].score
+        choices = [c for c in result.candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
+        return MatchResult("clarify", result.confidence, choices, result.reranked)
 
     def _decisive(self, signals: Signals, lexical: MatchResult) -> bool:
         """True when the lexical stage alone is sure enough to skip the embedding re-ranker."""
@@ -336,6 +362,11 @@ class Matcher:
         else:
             outcome = "not_sure"
         return MatchResult(outcome, round(confidence, 4), candidates, reranked)
+
+
+def _pairs(prepared: list[str]) -> frozenset[str]:
+    """Adjacent unit pairs of prepared text, leaving out pairs of function characters."""
+    return frozenset(a + b for a, b in itertools.pairwise(prepared) if not {a, b} <= FUNCTION_CHARS)
 
 
 def _top_two(scores: np.ndarray) -> tuple[float, float]:

@@ -152,3 +152,17 @@ def test_tickets_and_shares_are_not_invoice_words(matcher):
     assert not lexicon.is_domain(lexicon.canonicalize("帮我订一张去上海的机票"))
     assert not lexicon.is_domain(lexicon.canonicalize("这只股票能买吗"))
     assert lexicon.is_domain(lexicon.canonicalize("机票行程单能抵扣吗"))
+
+
+@pytest.mark.parametrize("text", ["发票咋作废", "怎么红冲"])
+def test_a_question_that_cannot_tell_sibling_topics_apart_is_a_choice(matcher, text):
+    result = matcher.match(text)
+    assert result.outcome == "clarify" and len(result.choices()) >= 2
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [("跨月的发票怎么作废", "void_cross_month"), ("专票开错了当月能作废吗", "void_paper_special_same_month")],
+)
+def test_a_detail_that_settles_the_topic_is_answered(matcher, text, topic):
+    assert matcher.match(text).topic == topic
