@@ -296,10 +296,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     real = real_topics()
     queries = load_queries(real)
     known = {t.id for t in real}
-    too_small = [s for s in args.sizes if s < len(real)]
+    faq = sum(not t.outside for t in real)
+    too_small = [s for s in args.sizes if s < faq]
     if too_small:
-        raise SystemExit(f"sizes must be at least {len(real)} (the real topics): {too_small}")
-    pools = distractor_pools() if max(args.sizes) > len(real) else []
+        raise SystemExit(f"sizes must be at least {faq} (the real FAQ topics): {too_small}")
+    pools = distractor_pools() if max(args.sizes) > faq else []
 
     embedder = None
     if "full" in args.modes:

@@ -146,15 +146,18 @@ def synthetic_topics(real: Sequence[Topic], count: int, seed: int = 2019) -> lis
 
 
 def make_knowledge_base(real: list[Topic], size: int, pools: list[tuple[str, list[Topic]]]) -> KnowledgeBase:
-    """The real topics padded to `size` from the distractor pools in order, then with synthetic strings."""
+    """The real topics padded to `size` FAQ topics (outside subjects not counted) from the distractor pools in
+    order, then with synthetic strings."""
     topics = list(real)
-    parts = [f"{len(real)} real"]
+    faq = sum(not t.outside for t in real)
+    parts = [f"{faq} real", f"{len(real) - faq} outside"]
     for label, pool in pools:
-        take = pool[: max(0, size - len(topics))]
+        take = pool[: max(0, size - faq)]
         if take:
             topics += take
+            faq += len(take)
             parts.append(f"{len(take)} {label}")
-    missing = size - len(topics)
+    missing = size - faq
     if missing > 0:
         topics += synthetic_topics(real, missing)
         parts.append(f"{missing} synthetic")
