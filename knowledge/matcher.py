@@ -10,7 +10,7 @@ informative clauses, and the re-ranker runs on at most RERANK_MAX_CHARS characte
 Subjects the bot does not cover (topics marked `outside`) are ranked with the FAQ topics and lead to out_of_scope;
 a topic on the other side of a fact the message states (本月 against 上月) ranks lower.
 A logistic model over the best score and its margin to the runner-up gives the confidence, which picks the
-outcome: answer, clarify (offer the top choices), out_of_scope or not_sure. A short message that says nothing the
+outcome: answer, clarify (offer the top choices), out_of_scope or not_sure. A short question that says nothing the
 two leading topics do not both say is offered as a choice between them rather than answered.
 """
 
@@ -39,6 +39,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 FUNCTION_CHARS = frozenset(
     "怎么什么为什么能不能吗呢了的吧啊呀我你他她们是不有没要在这那个还就都也和跟与或请问一下办弄搞整样何咋啥"
 )
+QUESTION_CHARS = frozenset("怎咋何吗啥什")  # a message with none of them states (a pasted error) rather than asks
 GENERIC_MAX_PAIRS = 8  # a message with more content than this is specific enough to answer on its score
 
 
@@ -243,7 +244,8 @@ class Matcher:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
         self._sides = np.array([self._topic_sides(t) for t in self.topics], dtype=np.int8).reshape(n, -1)
-        self._pairs = [frozenset().union(*(_pairs(self.prepare(p)) for p in t.phrasings)) for t in self.topics]
+        self._phrasing_pairs = [[_pairs(self.prepare(p)) for p in t.phrasings] for t in self.topics]
+        self._pairs = [frozenset().union(*pairs) for pairs in self._phrasing_pairs]
         vocabulary = [*phrasings, *(k for t in self.topics for k in t.keywords), *lexicon.vocabulary]
         self.pinyin = PinyinIndex(vocabulary, background=[t.answer for t in self.topics], protected=lexicon.latin_terms)
         self._phrasing_vectors = self._answer_vectors = None
@@ -325,14 +327,18 @@ class Matcher:
 
     def _unless_generic(self, prepared: list[str], result: MatchResult, policy: Policy) -> MatchResult:
         """An answer to a message that says nothing the two leading topics do not both say ("发票怎么作废" when
-        several topics are about voiding) becomes a choice between the leading topics."""
+        several topics are about voiding) becomes a choice between the leading topics; not for a statement (pasted
+        error text) nor when the message says all of one of the first topic's phrasings (it is that topic's own,
+        general question: "开票失败怎么办")."""
         if result.outcome != "answer" or len(result.candidates) < 2:
             return result
         said = _pairs(prepared)
-        if not said or len(said) > GENERIC_MAX_PAIRS:
+        if not said or len(said) > GENERIC_MAX_PAIRS or QUESTION_CHARS.isdisjoint(prepared):
             return result
         first, second = (self.ids.index(c.topic) for c in result.candidates[:2])
         if not said <= self._pairs[first] & self._pairs[second]:
+            return result
+        if any(pairs and pairs <= said for pairs in self._phrasing_pairs[first]):
             return result
         top = result.candidates[0].score
         choices = [c for c in result.candidates if c.score >= top - policy.clarify_band][: policy.max_choices]

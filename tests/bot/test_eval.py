@@ -52,6 +52,7 @@ def score(pairs: list[tuple[dict, dict]]) -> dict:
         "top1": right / max(len(answer_rows), 1),
         "wrong": wrong / len(pairs),
         "oos_answered": sum(a["action"] in ANSWERING for a in out_of_scope),
+        "oos_answered_share": sum(a["action"] in ANSWERING for a in out_of_scope) / max(len(out_of_scope), 1),
         "misses": [
             (e["text"], e.get("topic"), a["action"], a["topic"]) for e, a in answer_rows if a["topic"] != e["topic"]
         ],
@@ -78,4 +79,4 @@ def test_calibration_set_keeps_wrong_answers_rare(triaged):
     figures = score(triaged(load(CALIBRATION_SET)))
     assert figures["top1"] >= 0.80, figures
     assert figures["wrong"] <= 0.02, figures
-    assert figures["oos_answered"] <= 2, figures
+    assert figures["oos_answered_share"] <= 0.025, figures  # off-topic, tax-adjacent and chatter rows

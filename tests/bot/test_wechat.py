@@ -332,7 +332,7 @@ def test_real_router_understands_answers_in_words_and_asks_whether_an_answer_hel
         assert "开票日期范围" in onward
         menu = reply_content(post(client, text_push("菜单", msg_id=23)))
         assert "发票助手" in menu and "继续刚才的排查" in menu
-        answer = reply_content(post(client, text_push("发票怎么作废", msg_id=24)))
+        answer = reply_content(post(client, text_push("电子普票开错了怎么作废", msg_id=24)))
         assert "1. 有帮助\n2. 没解决" in answer
         assert "抱歉没能帮您解决" in reply_content(post(client, text_push("没解决", msg_id=25)))
 

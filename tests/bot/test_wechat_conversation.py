@@ -90,7 +90,7 @@ def test_a_pasted_taxpayer_id_is_checked(wechat):
 
 
 def test_still_not_working_after_an_answer_stays_on_the_topic(wechat):
-    answer = wechat.say("发票怎么作废")
+    answer = wechat.say("电子普票开错了怎么作废")
     assert numbered("有帮助", "没解决") in answer
     reply = wechat.say("还是不行")
     assert reply.startswith("也可能是另一种情况") and "作废" in reply and numbered("有帮助", "没解决") in reply

@@ -83,9 +83,9 @@ def test_a_new_question_is_not_taken_for_an_answer():
 def test_a_new_question_in_pinyin_is_not_taken_for_an_answer(chat):
     han = ApiChat(chat.client, chat.api_caller, "han")
     first = han.say("开票提示服务器繁忙")
-    expected = han.say("发票怎么作废")
+    expected = han.say("电子普票开错了怎么作废")
     assert chat.say("开票提示服务器繁忙")["text"] == first["text"]
-    reply = chat.say("fapiao zenme zuofei")
+    reply = chat.say("dianzi pupiao kaicuo le zenme zuofei")
     assert reply["intent"] == expected["intent"] == "answer" and reply["topic"] == expected["topic"]
     assert "在哪一步出现" not in reply["text"] and labels(reply) == labels(expected)
     assert labels(reply)[-1] == "继续刚才的排查" and chat.state.guide.paused
@@ -239,7 +239,7 @@ def test_the_menu_inside_a_guide_shows_the_menu_and_the_guide_waits(chat):
 
 
 def test_an_answer_asks_whether_it_helped_by_its_options(chat):
-    answer = chat.say("发票怎么作废")
+    answer = chat.say("电子普票开错了怎么作废")
     assert answer["intent"] == "answer"
     topic = answer["topic"]
     assert [(o["label"], o["payload"]) for o in answer["options"]] == [
@@ -254,7 +254,7 @@ def test_not_solved_offers_the_next_candidate_then_a_person_and_records_the_ques
     from core.database import session_scope
     from knowledge.unanswered import find_turns
 
-    answer = chat.say("发票怎么作废")
+    answer = chat.say("电子普票开错了怎么作废")
     first = answer["topic"]
     others = [t for t in answer["candidates"] if t != first]
     assert others, "the matcher considered other topics"
@@ -264,7 +264,7 @@ def test_not_solved_offers_the_next_candidate_then_a_person_and_records_the_ques
     with session_scope() as db_session:
         turns = find_turns(db_session=db_session, since=datetime(2000, 1, 1, tzinfo=UTC))
     mine = [t for t in turns if t.user_id == api_caller.identity("writer")]
-    assert [t.text for t in mine] == ["发票怎么作废"]
+    assert [t.text for t in mine] == ["电子普票开错了怎么作废"]
     reply = nxt
     for _ in range(5):  # each further "还是不行" tries the next candidate until none is left
         if "转人工客服" in labels(reply):
@@ -286,7 +286,7 @@ def unanswered(api_caller, user: str) -> list[str]:
 
 
 def test_a_typed_followup_that_leaves_only_a_person_records_the_question(chat, api_caller):
-    reply = chat.say("发票怎么作废")
+    reply = chat.say("电子普票开错了怎么作废")
     assert reply["intent"] == "answer"
     for text in ["还是不行", "没用啊", "还是报错", "还是不行", "没用啊", "还是报错"]:
         if "转人工客服" in labels(reply):
@@ -295,7 +295,7 @@ def test_a_typed_followup_that_leaves_only_a_person_records_the_question(chat, a
         reply = chat.say(text)
         assert reply["intent"] == "answer", text
     assert "转人工客服" in labels(reply) and "办法就是这些" in reply["text"]
-    assert unanswered(api_caller, "writer") == ["发票怎么作废"]  # as the "没解决" option records it
+    assert unanswered(api_caller, "writer") == ["电子普票开错了怎么作废"]  # as the "没解决" option records it
 
 
 def test_a_followup_the_bot_cannot_place_is_unanswered(chat, api_caller):
@@ -330,7 +330,7 @@ def test_no_followup_without_a_last_topic(chat):
 
 
 def test_then_what_about_stays_on_the_last_question(chat):
-    first = chat.say("数电票开错了怎么作废")
+    first = chat.say("电子普票开错了怎么作废")
     assert first["intent"] == "answer"
     alone = ApiChat(chat.client, chat.api_caller, "fresh").say("那专票呢")
     assert alone["intent"] in {"clarify", "fallback"}  # without context the matcher cannot tell
