@@ -66,7 +66,7 @@ def entry_answer(
     entry = turn.knowledge.entries[topic]
     typed = turn.payload is None
     if typed:
-        turn.state.last_question = turn.text
+        turn.state.last_question, turn.state.recorded_question = turn.text, None
     considered = candidates if typed and candidates is not None else turn.state.last_candidates
     turn.state.last_candidates = [t for t in considered if t != topic]
     turn.state.last_topic = topic

@@ -93,10 +93,10 @@ def go_on(turn: Turn, topic: str, lead: str = "") -> Reply:
     following = [t for t in turn.state.last_candidates if t not in tried and t in turn.knowledge.entries]
     if following:
         nxt = following[0]
-        question = turn.state.last_question
+        question, recorded = turn.state.last_question, turn.state.recorded_question
         reply = faq.answer(turn, nxt, None, [nxt, *following[1:]], chosen=True)
         turn.state.last_candidates = following[1:]
-        turn.state.last_question = question
+        turn.state.last_question, turn.state.recorded_question = question, recorded
         entry = turn.knowledge.entries[nxt]
         reply.text = f"{lead}也可能是另一种情况——{entry.question}\n\n{reply.text}"
         return reply
@@ -117,10 +117,12 @@ def offers_person(reply: Reply) -> bool:
 
 
 def record_unanswered(turn: Turn, topic: str) -> None:
-    """Record the question an answer did not solve as a fallback turn, so that it shows among unanswered questions."""
+    """Record the question an answer did not solve as a fallback turn, so that it shows among unanswered questions
+    (once, however many times the merchant says it did not help)."""
     question = turn.state.last_question
-    if not turn.record or turn.db_session is None or not question:
+    if not turn.record or turn.db_session is None or not question or turn.state.recorded_question == question:
         return
+    turn.state.recorded_question = question
     message = IncomingMessage(channel=turn.message.channel, user_id=turn.message.user_id, text=question)
     reply = Reply(text=f"（商户反馈：对“{topic}”的回答没有解决问题）", intent="fallback", topic=topic)
     conversation_service.record_turn(db_session=turn.db_session, message=message, reply=reply)

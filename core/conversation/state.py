@@ -63,6 +63,8 @@ class ChatState:
     # The message the last FAQ answer replied to, and the other topics the matcher considered for it.
     last_question: str | None = None
     last_candidates: list[str] = field(default_factory=list)
+    # The last question recorded for the unanswered list ("没解决", typed "还是不行"): recorded once.
+    recorded_question: str | None = None
     # When the bot last told the merchant, while a person has the conversation, that staff will see it (epoch s).
     human_ack_at: float | None = None
     # When it last answered "有人吗" or another 转人工 (epoch s); the first one after a handoff is always answered.

@@ -337,3 +337,17 @@ def test_then_what_about_stays_on_the_last_question(chat):
     reply = chat.say("那专票呢")
     assert reply["intent"] == "answer" and reply["topic"] in first["candidates"]
     assert labels(reply) == ["有帮助", "没解决"]
+
+
+def test_not_solved_then_still_not_working_records_the_question_once(chat, api_caller):
+    reply = chat.say("电子普票开错了怎么作废")
+    reply = chat.say("没解决")
+    for _ in range(6):
+        if "转人工客服" in labels(reply):
+            break
+        reply = chat.say("还是不行")
+    assert "转人工客服" in labels(reply)
+    assert unanswered(api_caller, "writer") == ["电子普票开错了怎么作废"]
+    chat.say("电子普票开错了怎么作废")  # asked again later: a new question, recorded again when it fails again
+    chat.say("没解决")
+    assert unanswered(api_caller, "writer") == ["电子普票开错了怎么作废"] * 2
