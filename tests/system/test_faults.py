@@ -117,7 +117,16 @@ async def _storm(base_url: str, deliveries: list[tuple[float, str, str, int, int
         async def deliver(delay: float, openid: str, content: str, msg_id: int, created: int) -> None:
             await asyncio.sleep(delay)
             body = text_push(openid, content, msg_id, created)
-            response = await client.post(push_url(base_url, openid), content=body)
+            for attempt in range(3):
+                try:
+                    response = await client.post(push_url(base_url, openid), content=body)
+                    break
+                except httpx.TransportError:
+                    # A kept-alive connection the server closed as it was reused (likely on a loaded machine):
+                    # Tencent, too, delivers again; the server must still route and answer the message once.
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.2)
             results[msg_id].append((response.status_code, response.text))
 
         await asyncio.gather(*(deliver(*delivery) for delivery in deliveries))
