@@ -5,9 +5,7 @@ questions for admins; it is not a miss, so it never opens a ticket by itself."""
 from core.messages import Reply
 from handlers import payloads
 from handlers.turn import Turn
-from knowledge.outside import load_subjects
-
-OUT_OF_SCOPE = "out_of_scope"
+from knowledge.outside import OUT_OF_SCOPE, load_subjects
 
 
 def reply(turn: Turn, subject_id: str, *, confidence: float | None = None) -> Reply:

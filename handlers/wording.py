@@ -225,6 +225,7 @@ def _pinyin() -> PinyinIndex:
     return PinyinIndex(vocabulary, protected=[w for w in vocabulary if w.isascii() and w not in syllables])
 
 
+@lru_cache(maxsize=1024)
 def read(text: str) -> str:
     """The message with pinyin stretches ("zhuan rengong", "xiexie") written in Han words; other text as typed."""
     return _pinyin().convert(text)

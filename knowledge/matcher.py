@@ -236,7 +236,8 @@ class Matcher:
                 groups.append(gi)
         # Phrasings are laid out topic by topic; each topic's block starts here (every topic has a question).
         self._starts = np.flatnonzero(np.r_[True, np.diff(np.asarray(groups, dtype=np.int64)) != 0]) if n else None
-        self._phrasing_index = LexicalIndex([self.prepare(p) for p in phrasings], groups, n)
+        prepared_phrasings = [self.prepare(p) for p in phrasings]
+        self._phrasing_index = LexicalIndex(prepared_phrasings, groups, n)
         self._answer_index = LexicalIndex([self.prepare(t.answer) for t in self.topics], list(range(n)), n)
         self._codes: dict[str, list[int]] = {}
         for gi, topic in enumerate(self.topics):
@@ -244,7 +245,9 @@ class Matcher:
                 for code in error_codes(fold(keyword)):
                     self._codes.setdefault(code, []).append(gi)
         self._sides = np.array([self._topic_sides(t) for t in self.topics], dtype=np.int8).reshape(n, -1)
-        self._phrasing_pairs = [[_pairs(self.prepare(p)) for p in t.phrasings] for t in self.topics]
+        self._phrasing_pairs: list[list[frozenset[str]]] = [[] for _ in self.topics]
+        for gi, prepared in zip(groups, prepared_phrasings, strict=True):
+            self._phrasing_pairs[gi].append(_pairs(prepared))
         self._pairs = [frozenset().union(*pairs) for pairs in self._phrasing_pairs]
         vocabulary = [*phrasings, *(k for t in self.topics for k in t.keywords), *lexicon.vocabulary]
         self.pinyin = PinyinIndex(vocabulary, background=[t.answer for t in self.topics], protected=lexicon.latin_terms)
@@ -276,7 +279,7 @@ class Matcher:
             domain=bool(codes.any()) or self.lexicon.is_domain("".join(prepared)),
             answer=self._answer_index.group_scores(bag),
             error_code=codes,
-            conflict=self.conflicts(text),
+            conflict=self.conflicts("".join(prepared)),
         )
 
     def _topic_sides(self, topic: Topic) -> tuple[int, ...]:
@@ -285,9 +288,9 @@ class Matcher:
         by_question = self.lexicon.sides(self.lexicon.canonicalize(fold(topic.question)))
         return tuple(k or q for k, q in zip(by_keywords, by_question, strict=True))
 
-    def conflicts(self, text: str) -> np.ndarray:
-        """1 for each topic that takes the other side of a fact the message states (本月 against 上月), else 0."""
-        said = np.array(self.lexicon.sides(self.lexicon.canonicalize(fold(text))), dtype=np.int8)
+    def conflicts(self, canonical: str) -> np.ndarray:
+        """1 for each topic on the other side of a fact the canonicalised text states (本月 against 上月), else 0."""
+        said = np.array(self.lexicon.sides(canonical), dtype=np.int8)
         if not said.any():
             return np.zeros(len(self.topics), dtype=np.float32)
         return ((self._sides * said) < 0).any(axis=1).astype(np.float32)
@@ -354,8 +357,8 @@ class Matcher:
         order = np.argsort(-scores, kind="stable")
         top, margin = _top_two(scores)
         confidence = weights.confidence(top, margin, signals.domain)
-        faq = [i for i in order[: max(policy.max_choices, 5) + int(self.outside.sum())] if not self.outside[i]]
-        candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in faq[: max(policy.max_choices, 5)]]
+        faq = order[~self.outside[order]][: max(policy.max_choices, 5)]
+        candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in faq]
         if len(order) and self.outside[order[0]]:
             if confidence >= policy.outside_at:
                 return MatchResult("out_of_scope", round(confidence, 4), candidates, reranked, self.ids[order[0]])

@@ -10,6 +10,7 @@ import yaml
 from knowledge.matcher import DATA_DIR, Topic
 
 OUTSIDE_PATH = DATA_DIR / "out_of_scope.yaml"
+OUT_OF_SCOPE = "out_of_scope"  # the intent of a turn about an outside subject: listed among unanswered questions
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,11 @@ from core.text import Lexicon, clean, fold, units
 from knowledge import service
 from knowledge.matcher import Matcher, load_lexicon
 from knowledge.models import FaqEntry, UnansweredResolution
+from knowledge.outside import OUT_OF_SCOPE
 from knowledge.schemas import FaqIn
 
 FALLBACK = "fallback"
 CLARIFY = "clarify"
-OUT_OF_SCOPE = "out_of_scope"  # a subject the bot does not cover (knowledge/outside.py): admins may add it
 RESOLVING = frozenset({"answer", "guide"})  # a next turn with one of these intents took up the clarify choice
 MAX_KEY_CHARS = 200
 BATCH = 512
