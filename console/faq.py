@@ -103,7 +103,7 @@ def faq_list(request: Request, user: Admin, db_session: DbSession) -> Response:
 
 def _matches(entry: FaqEntry, search: str) -> bool:
     folded = search.lower()
-    haystack = [entry.id, entry.question, entry.answer, *entry.alternates, *entry.keywords]
+    haystack = [entry.id, entry.question, entry.answer, entry.source or "", *entry.alternates, *entry.keywords]
     return any(folded in text.lower() for text in haystack)
 
 
@@ -135,7 +135,14 @@ def rename_category(
 
 
 def _form_values(
-    faq_id: str, category: str, question: str, alternates: str, keywords: str, answer: str, enabled: str | None
+    faq_id: str,
+    category: str,
+    question: str,
+    alternates: str,
+    keywords: str,
+    answer: str,
+    source: str,
+    enabled: str | None,
 ) -> dict[str, Any]:
     return {
         "id": faq_id.strip(),
@@ -144,6 +151,7 @@ def _form_values(
         "alternates": _lines(alternates),
         "keywords": _lines(keywords, KEYWORD_SEPARATORS),
         "answer": answer.strip(),
+        "source": " ".join(source.split()),
         "enabled": enabled is not None,
     }
 
@@ -199,6 +207,7 @@ def new_entry(request: Request, user: Admin, db_session: DbSession) -> Response:
         "alternates": [a[:500] for a in params.getlist("alt")][:20],
         "keywords": [],
         "answer": "",
+        "source": "",
         "enabled": True,
     }
     return _editor(request, db_session, values, entry=None, keys=params.getlist("key")[:200])
@@ -215,11 +224,12 @@ def create_entry(
     alternates: Annotated[str, Form()] = "",
     keywords: Annotated[str, Form()] = "",
     answer: Annotated[str, Form()] = "",
+    source: Annotated[str, Form()] = "",
     enabled: Annotated[str | None, Form()] = None,
     key: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """Create an entry (version 1); questions it came from leave the unanswered list."""
-    values = _form_values(faq_id, category, question, alternates, keywords, answer, enabled)
+    values = _form_values(faq_id, category, question, alternates, keywords, answer, source, enabled)
     keys = (key or [])[:200]
     try:
         faq_in = FaqIn.model_validate(values)
@@ -262,12 +272,13 @@ def save_entry(
     alternates: Annotated[str, Form()] = "",
     keywords: Annotated[str, Form()] = "",
     answer: Annotated[str, Form()] = "",
+    source: Annotated[str, Form()] = "",
     enabled: Annotated[str | None, Form()] = None,
     version: Annotated[str, Form()] = "",
 ) -> Response:
     """Save the editor: a new version when anything changed; refused when someone saved since it was opened."""
     entry = _require_entry(db_session, faq_id)
-    values = _form_values(faq_id, category, question, alternates, keywords, answer, enabled)
+    values = _form_values(faq_id, category, question, alternates, keywords, answer, source, enabled)
     if version.strip() and version.strip() != str(entry.version):
         errors = [f"该条目已被他人修改（当前 v{entry.version}，您编辑的是 v{version.strip()}），请核对后重新保存"]
         return _editor(request, db_session, values, entry=entry, errors=errors, status_code=status.HTTP_409_CONFLICT)

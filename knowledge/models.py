@@ -20,6 +20,7 @@ class FaqEntry(Base):
     alternates: Mapped[list[str]] = mapped_column(JSON, default=list)
     keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
     answer: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text, default="", server_default="")  # rule the answer rests on
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

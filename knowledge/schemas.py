@@ -18,6 +18,7 @@ class FaqIn(BaseModel):
     alternates: list[str] = Field(default_factory=list)
     keywords: list[str] = Field(default_factory=list)
     answer: str = Field(min_length=2, max_length=5000)
+    source: str = Field(default="", max_length=1000)  # title and date of the rule the answer rests on
     enabled: bool = True
 
     @field_validator("id")

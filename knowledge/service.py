@@ -5,18 +5,18 @@ import io
 from pathlib import Path
 
 import yaml
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import safe_yaml, spreadsheet
 from knowledge import versions
 from knowledge.matcher import Topic
-from knowledge.models import FaqEntry, KnowledgeRevision
+from knowledge.models import FaqEntry, FaqVersion, KnowledgeRevision
 from knowledge.outside import outside_topics
 from knowledge.schemas import FaqIn
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-EDITABLE = ("category", "question", "alternates", "keywords", "answer", "enabled")
+EDITABLE = ("category", "question", "alternates", "keywords", "answer", "source", "enabled")
 CSV_COLUMNS = ("id", *EDITABLE)
 CSV_LIST_SEPARATOR = "|"
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "是", "启用"})
@@ -152,7 +152,7 @@ def to_yaml(entries: list[FaqEntry]) -> str:
 
 
 def to_csv(entries: list[FaqEntry]) -> str:
-    """Serialise entries as CSV: id, category, question, alternates and keywords (joined with "|"), answer,
+    """Serialise entries as CSV: id, category, question, alternates and keywords (joined with "|"), answer, source,
     enabled (true/false)."""
     out = io.StringIO()
     writer = spreadsheet.safe_writer(out, lineterminator="\r\n")  # formula-looking text escaped
@@ -166,6 +166,7 @@ def to_csv(entries: list[FaqEntry]) -> str:
                 CSV_LIST_SEPARATOR.join(e.alternates or []),
                 CSV_LIST_SEPARATOR.join(e.keywords or []),
                 e.answer,
+                e.source,
                 "true" if e.enabled else "false",
             ]
         )
@@ -207,6 +208,7 @@ def _csv_row(row: dict[str, str | None]) -> dict:
         "alternates": cell("alternates").split(CSV_LIST_SEPARATOR),
         "keywords": cell("keywords").split(CSV_LIST_SEPARATOR),
         "answer": cell("answer"),
+        "source": cell("source"),
         "enabled": enabled not in FALSE_WORDS,
     }
 
@@ -235,7 +237,17 @@ def shipped_topics() -> list[Topic]:
 
 
 def seed_defaults(*, db_session: Session) -> int:
-    """Load the shipped FAQ into an empty table; return how many entries were added."""
-    if db_session.scalar(select(func.count(FaqEntry.id))):
-        return 0
-    return import_entries(db_session=db_session, entries=default_entries(), author="seed")["created"]
+    """Load the shipped entries the table has never held (an entry an admin deleted stays deleted) and give shipped
+    entries without a source the shipped one; return how many entries were added."""
+    known = set(db_session.scalars(select(FaqVersion.faq_id).distinct())) | set(db_session.scalars(select(FaqEntry.id)))
+    added = 0
+    for faq_in in default_entries():
+        if faq_in.id not in known:
+            upsert(db_session=db_session, faq_in=faq_in, author="seed")
+            added += 1
+            continue
+        entry = get(db_session=db_session, faq_id=faq_in.id)
+        if entry is not None and not entry.source and faq_in.source:
+            updated = FaqIn.model_validate({**versions.snapshot(entry), "id": entry.id, "source": faq_in.source})
+            upsert(db_session=db_session, faq_in=updated, author="seed", note="补充依据")
+    return added

@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 from core.clock import utc
 from knowledge.models import FaqEntry, FaqVersion
 
-FIELDS = ("category", "question", "alternates", "keywords", "answer", "enabled")
+FIELDS = ("category", "question", "alternates", "keywords", "answer", "source", "enabled")
 FIELD_LABELS = {
     "category": "分类",
     "question": "标准问题",
     "alternates": "相似问法",
     "keywords": "关键词",
     "answer": "答案",
+    "source": "依据",
     "enabled": "状态",
 }
 ACTION_LABELS = {"created": "新建", "updated": "修改", "rollback": "回滚", "deleted": "删除"}
@@ -44,6 +45,7 @@ def snapshot(entry: FaqEntry) -> dict[str, Any]:
         "alternates": list(entry.alternates or []),
         "keywords": list(entry.keywords or []),
         "answer": entry.answer,
+        "source": entry.source or "",
         "enabled": bool(entry.enabled),
     }
 

@@ -6,6 +6,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
+from knowledge import service as knowledge_service
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -101,7 +102,8 @@ def test_admin_api_is_closed_without_a_configured_token(client, monkeypatch):
 
 def test_admin_lists_and_reads_entries(client):
     entries = client.get("/api/admin/faq", headers=ADMIN).json()
-    assert len(entries) == 60
+    assert len(entries) == len(knowledge_service.default_entries())
+    assert all(e["source"] for e in entries)  # each answer names the rule it rests on
     one = client.get("/api/admin/faq/busy_server", headers=ADMIN).json()
     assert one["id"] == "busy_server" and one["version"] == 1
     assert client.get("/api/admin/faq/no_such_topic", headers=ADMIN).status_code == 404
@@ -148,14 +150,15 @@ def test_yaml_export_and_import(client):
     exported = client.get("/api/admin/faq/export", headers=ADMIN)
     assert exported.status_code == 200
     rows = yaml.safe_load(exported.text)
-    assert len(rows) == 60
+    assert len(rows) == len(knowledge_service.default_entries())
+    assert all(row["source"] for row in rows)
     rows[0]["answer"] += "（已更新）"
     response = client.post(
         "/api/admin/faq/import",
         headers={**ADMIN, "content-type": "application/yaml"},
         content=yaml.safe_dump(rows, allow_unicode=True).encode(),
     )
-    assert response.json() == {"created": 0, "updated": 1, "unchanged": 59}
+    assert response.json() == {"created": 0, "updated": 1, "unchanged": len(rows) - 1}
     bad = client.post("/api/admin/faq/import", headers={**ADMIN, "content-type": "application/yaml"}, content=b"a: [")
     assert bad.status_code == 422 and "invalid FAQ file" in bad.json()["detail"]
 

@@ -11,7 +11,7 @@ from core.conversation import service as conversation_service
 from core.database import make_engine, upgrade_schema
 from core.messages import IncomingMessage, Option, Reply
 from knowledge import service
-from knowledge.models import FaqEntry
+from knowledge.models import FaqEntry, FaqVersion
 from knowledge.schemas import FaqIn
 from tests.conftest import REPO
 
@@ -55,7 +55,7 @@ def db_session(engine):
 
 @pytest.fixture
 def seeded(db_session):
-    assert service.seed_defaults(db_session=db_session) == 60
+    assert service.seed_defaults(db_session=db_session) == len(shipped_ids())
     db_session.commit()
     return db_session
 
@@ -77,6 +77,7 @@ def test_upgrade_schema_creates_tables_and_is_idempotent(database_url):
             "alternates",
             "keywords",
             "answer",
+            "source",
             "enabled",
             "version",
             "created_at",
@@ -96,22 +97,46 @@ def test_migrated_engine_needs_no_upgrade(engine):
 
 
 def test_seed_defaults_loads_shipped_entries_once(db_session):
-    assert service.seed_defaults(db_session=db_session) == 60
+    expected = shipped_ids()
+    assert service.seed_defaults(db_session=db_session) == len(expected)
     db_session.commit()
     entries = service.get_all(db_session=db_session)
-    expected = shipped_ids()
-    assert len(expected) == 60
+    assert len(expected) >= 110
     assert sorted(e.id for e in entries) == sorted(expected)
     assert all(e.version == 1 and e.enabled for e in entries)
     assert service.seed_defaults(db_session=db_session) == 0
-    assert len(service.get_all(db_session=db_session)) == 60
+    assert len(service.get_all(db_session=db_session)) == len(expected)
 
 
-def test_seed_defaults_skips_a_non_empty_table(db_session):
+def test_an_upgrade_adds_new_shipped_entries_and_keeps_what_admins_did(db_session):
+    """A base seeded by an older release gets the topics shipped since, and sources where it has none; an admin's
+    own entry, edit and deletion stay as they are."""
+    first, second, third, *_ = shipped_ids()
+    service.seed_defaults(db_session=db_session)
     service.upsert(db_session=db_session, faq_in=faq())
+    edited = as_input(service.get(db_session=db_session, faq_id=first))
+    service.upsert(db_session=db_session, faq_in=edited.model_copy(update={"answer": "管理员改写的答案。"}))
+    service.delete(db_session=db_session, faq_id=second)
+    older = service.get(db_session=db_session, faq_id=third)
+    shipped_source = older.source
+    service.upsert(db_session=db_session, faq_in=as_input(older).model_copy(update={"source": ""}))
+    newest = sorted(shipped_ids())[-1]
+    db_session.execute(sql_delete(FaqVersion).where(FaqVersion.faq_id == newest))  # never held: shipped later
+    db_session.execute(sql_delete(FaqEntry).where(FaqEntry.id == newest))
     db_session.commit()
-    assert service.seed_defaults(db_session=db_session) == 0
-    assert [e.id for e in service.get_all(db_session=db_session)] == ["test_entry"]
+
+    assert service.seed_defaults(db_session=db_session) == 1
+    db_session.commit()
+    assert service.get(db_session=db_session, faq_id=newest) is not None
+    assert service.get(db_session=db_session, faq_id=first).answer == "管理员改写的答案。"
+    assert service.get(db_session=db_session, faq_id=second) is None
+    assert service.get(db_session=db_session, faq_id="test_entry") is not None
+    assert service.get(db_session=db_session, faq_id=third).source == shipped_source != ""
+
+
+def test_every_shipped_entry_names_the_rule_it_rests_on():
+    missing = [e.id for e in service.default_entries() if len(e.source.strip()) < 6]
+    assert missing == []
 
 
 def test_seeded_content_matches_shipped_files(seeded):
@@ -130,7 +155,7 @@ def test_get_all_orders_and_filters(seeded):
     service.upsert(db_session=seeded, faq_in=as_input(entries[0]).model_copy(update={"enabled": False}))
     seeded.commit()
     enabled = service.get_all(db_session=seeded, enabled_only=True)
-    assert len(enabled) == 59
+    assert len(enabled) == len(entries) - 1
     assert entries[0].id not in {e.id for e in enabled}
 
 
