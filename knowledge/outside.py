@@ -1,5 +1,6 @@
-"""Subjects outside the assistant's remit (other taxes, social insurance, registration, bookkeeping): what each is
-called, where merchants should ask instead, and the phrasings the matcher ranks beside the FAQ topics."""
+"""Subjects outside the assistant's remit (other taxes, social insurance, business licences, bookkeeping): what each
+is called, where merchants should ask instead and what that rests on, and the phrasings the matcher ranks beside the
+FAQ topics."""
 
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +22,7 @@ class Subject:
     name: str
     where: str
     phrasings: tuple[str, ...]
+    source: str  # the rule or official channel the "where to ask" rests on
 
     @property
     def topic(self) -> Topic:
@@ -32,7 +34,7 @@ class Subject:
 def load_subjects(path: Path = OUTSIDE_PATH) -> dict[str, Subject]:
     """The shipped outside subjects by id."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    return {d["id"]: Subject(d["id"], d["name"], d["where"], tuple(d["phrasings"])) for d in data}
+    return {d["id"]: Subject(d["id"], d["name"], d["where"], tuple(d["phrasings"]), d["source"]) for d in data}
 
 
 def outside_topics() -> list[Topic]:

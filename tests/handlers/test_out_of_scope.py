@@ -29,7 +29,7 @@ def say(client: TestClient, text: str, user: str = "outsider") -> dict:
     [
         ("我们公司今年的企业所得税汇算清缴啥时候截止啊", "企业所得税"),
         ("去年个税汇算交的退税钱一直没到账", "个人所得税"),
-        ("公司不干了 注销的时候要先去税务局清税吗", "注销"),
+        ("签了一份采购合同 印花税要在哪里申报", "印花税"),
     ],
 )
 def test_an_outside_question_is_named_with_where_to_ask_and_a_person(client, text, named):
