@@ -2,6 +2,7 @@
 clusters, guide validation, analytics, incident detection and notices, and the admin pages behind the login."""
 
 import csv
+import html
 import io
 import re
 import textwrap
@@ -27,13 +28,14 @@ from core.settings import get_settings
 from core.store import MemoryStore
 from knowledge import service, unanswered, versions
 from knowledge.live import get_live_knowledge
+from knowledge.matcher import MatcherConfig
 from knowledge.models import FaqEntry, FaqVersion
 from knowledge.schemas import FaqIn
 from tests.conftest import clear_process_caches
 from ticketing import analytics, incidents, staff
 from ticketing import handoff as ticket_handoff
 from ticketing.incident_models import Incident
-from ticketing.models import TicketEvent
+from ticketing.models import Ticket, TicketEvent
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=SH)
@@ -749,6 +751,50 @@ def test_try_a_question_shows_the_ranked_candidates(console):
     page = console.get("/console/admin/faq/try", params={"q": "提示服务器繁忙，请稍后再试怎么办"})
     assert "直接回答" in page.text and "<code>busy_server</code>" in page.text
     assert console.get("/console/admin/faq/try.json", params={"q": ""}).json()["outcome"] is None
+
+
+def shown_reply(page: str) -> str:
+    """The reply text as the try page shows it."""
+    found = re.search(r'<div class="kb-reply" id="try-reply">(.*?)</div>', page, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+def count_rows(*models) -> list[int]:
+    with session_scope() as db_session:
+        return [db_session.query(model).count() for model in models]
+
+
+def test_try_a_question_shows_the_reply_a_merchant_gets_with_intent_topic_threshold_and_margin(console):
+    login(console, "admin1")
+    sent = say(make_router(store=MemoryStore()), QUESTION, user="merchant")
+    before = count_rows(ConversationTurn, Ticket)
+    data = console.get("/console/admin/faq/try.json", params={"q": QUESTION}).json()
+    page = console.get("/console/admin/faq/try", params={"q": QUESTION}).text
+    assert shown_reply(page) == sent.text == data["reply"]["text"]
+    assert [o["label"] for o in data["reply"]["options"]] == [o.label for o in sent.options] == ["有帮助", "没解决"]
+    assert (data["intent"], data["topic"], data["confidence"]) == ("answer", sent.topic, sent.confidence)
+    entry_question = do(service.get, faq_id=sent.topic).question
+    assert data["topic_question"] == entry_question and entry_question in page
+    result, policy = match(QUESTION), MatcherConfig.load()
+    assert data["threshold"] == (policy.policy if result.reranked else policy.lexical_policy).answer_at
+    assert data["gate"] == "answer_at" and data["margin"] == result.margin > 0
+    assert "直接回答阈值" in page and "与第二名的差距" in page and f"{result.margin:.3f}" in page
+    assert '<li title="feedback:no:' in page and "意图" in page and "直接回答" in page
+    assert data["candidates"][0]["topic"] == sent.topic and len(data["candidates"]) >= 3
+    assert count_rows(ConversationTurn, Ticket) == before  # trying records nothing
+
+
+def test_try_an_off_topic_question_shows_the_fallback_reply_and_why(console):
+    login(console, "admin1")
+    question = "今天中午吃什么好呢"
+    sent = say(make_router(store=MemoryStore()), question, user="merchant")
+    part = console.get("/console/admin/faq/try.part", params={"q": question}).text
+    data = console.get("/console/admin/faq/try.json", params={"q": question}).json()
+    assert sent.intent == data["intent"] == "fallback" and shown_reply(part) == sent.text
+    assert data["outcome"] == "not_sure" and data["gate"] == "clarify_at" and "兜底回复" in part
+    assert "低于请选择阈值" in data["reason"] and data["reason"] in part
+    greeting = console.get("/console/admin/faq/try.json", params={"q": "你好"}).json()
+    assert greeting["intent"] == "greeting" and greeting["matched"] is False and "规则" in greeting["reason"]
 
 
 def test_csv_export_and_import_in_the_console(console):
