@@ -10,8 +10,7 @@ from core.database import get_engine, session_scope, upgrade_schema
 from core.outbox.senders import Sender
 from core.outbox.worker import OutboxWorker
 from core.settings import get_settings
-from core.store import Store, get_store
-from handlers.router import Router
+from handlers.router import make_router as make_router  # the app's router, built where the console can too
 from invoices.factory import get_invoice_backend
 from invoices.worker import WatchWorker
 from knowledge import service as knowledge_service
@@ -37,21 +36,6 @@ def warm_knowledge() -> None:
     """Build the FAQ snapshot and its matcher now rather than on the first message."""
     with session_scope() as db_session:
         get_live_knowledge().current(db_session=db_session)
-
-
-def make_router(*, store: Store | None = None, record: bool = True) -> Router:
-    """A router wired to the configured store and the live knowledge base."""
-    settings = get_settings()
-    return Router(
-        store=store or get_store(),
-        knowledge=get_live_knowledge(),
-        state_ttl=settings.session_ttl_seconds,
-        record=record,
-        max_chars=settings.max_message_chars,
-        invoices=get_invoice_backend(),
-        rate_limit=settings.inbound_messages_per_minute,
-        incident_topics=settings.incident_topics,
-    )
 
 
 def make_senders() -> dict[str, Sender]:

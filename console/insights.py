@@ -29,8 +29,8 @@ def _topic_questions(db_session) -> dict[str, str]:
 
 @router.get("/analytics", response_class=Response)
 def analytics_page(request: Request, user: Admin, db_session: DbSession) -> Response:
-    """Per-day conversations, bot-resolved and handoff rates, response and resolution times, SLA breaches and CSAT
-    for the last `days` (ANALYTICS_DAYS), with top topics and top unanswered questions."""
+    """Per-day conversations, bot-resolved, fallback, out-of-scope and handoff rates, response and resolution
+    times, SLA breaches and CSAT for the last `days` (ANALYTICS_DAYS), with top topics and top unanswered questions."""
     days = int_param(request.query_params.get("days"), get_settings().analytics_days, 1, 90)
     result = analytics.report(db_session=db_session, days=days)
     labels = [d.day.strftime("%m-%d") for d in result.days]
@@ -40,6 +40,7 @@ def analytics_page(request: Request, user: Admin, db_session: DbSession) -> Resp
     context = {
         "result": result,
         "days": days,
+        "timezone": get_settings().ticket_timezone,
         "questions": _topic_questions(db_session),
         "charts": {
             "conversations": charts.bar_chart(labels, [d.conversations for d in series], title="每日会话数"),
@@ -47,9 +48,11 @@ def analytics_page(request: Request, user: Admin, db_session: DbSession) -> Resp
                 labels,
                 [
                     ("机器人解决率", [d.bot_resolved_rate for d in series], GOOD),
+                    ("兜底率", [d.fallback_rate for d in series], WARN),
+                    ("超出范围率", [d.out_of_scope_rate for d in series], INFO),
                     ("转人工率", [d.handoff_rate for d in series], BAD),
                 ],
-                title="机器人解决率与转人工率",
+                title="机器人解决率、兜底率、超出范围率与转人工率",
                 fmt=charts.percent,
                 maximum=1.0,
             ),

@@ -1,29 +1,23 @@
-"""FAQ import and export (YAML, CSV) and "try a question": the matcher's outcome, confidence and ranked candidates."""
+"""FAQ import and export (YAML, CSV) and "try a question": the reply a merchant would get, and why."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
-from sqlalchemy.orm import Session
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from console import trial
 from console.identity import Admin
 from console.pages import BASE, audit, author, done, failed, page
-from core.settings import get_settings
+from console.templating import PAGE_HEADERS, templates
 from core.web import DbSession
 from knowledge import service
-from knowledge.guides import get_guides
 from knowledge.live import get_live_knowledge
 
 router = APIRouter()
 FAQ_PATH = f"{BASE}/faq"
 IMPORT_PATH = f"{BASE}/faq/import"
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
-OUTCOME_LABELS = {
-    "answer": "直接回答",
-    "clarify": "请商户在几个问题中选择",
-    "not_sure": "无法回答（兜底回复，可转人工）",
-}
 
 
 # --- export and import ---------------------------------------------------------------------------------------
@@ -117,48 +111,28 @@ async def import_entries(
 # --- try a question ------------------------------------------------------------------------------------------
 
 
-def try_question(db_session: Session, text: str) -> dict[str, Any]:
-    """What the live matcher makes of a question: outcome, confidence and ranked candidates with their entries."""
-    text = text.strip()[: get_settings().max_message_chars]
-    snapshot = get_live_knowledge().current(db_session=db_session)
-    result = snapshot.matcher.match(text) if text else None
-    if result is None:
-        return {"text": text, "outcome": None, "candidates": []}
-    guides = get_guides()
-    candidates = []
-    for rank, candidate in enumerate(result.candidates, 1):
-        entry = snapshot.entries.get(candidate.topic)
-        candidates.append(
-            {
-                "rank": rank,
-                "topic": candidate.topic,
-                "score": candidate.score,
-                "question": entry.question if entry else "",
-                "category": entry.category if entry else "",
-                "guide": candidate.topic in guides,
-            }
-        )
-    return {
-        "text": text,
-        "outcome": result.outcome,
-        "outcome_label": OUTCOME_LABELS[result.outcome],
-        "confidence": result.confidence,
-        "topic": result.topic,
-        "reranked": result.reranked,
-        "mode": snapshot.matcher.mode,
-        "candidates": candidates,
-    }
+def _question(request: Request) -> str:
+    return (request.query_params.get("q") or "")[:2000]
 
 
 @router.get("/faq/try", response_class=Response)
 def try_page(request: Request, user: Admin, db_session: DbSession) -> Response:
-    """The form, with the result for `q` (the page updates it while typing; without scripts, submit the form)."""
-    question = (request.query_params.get("q") or "")[:2000]
-    result = try_question(db_session, question) if question.strip() else None
+    """The form, with the reply for `q` and why (the page updates it while typing; without scripts, submit)."""
+    question = _question(request)
+    result = trial.try_question(db_session=db_session, text=question) if question.strip() else None
     return page(request, db_session, "admin_faq_try.html", {"q": question, "result": result})
+
+
+@router.get("/faq/try.part", response_class=HTMLResponse)
+def try_part(request: Request, user: Admin, db_session: DbSession) -> HTMLResponse:
+    """The result block for `q` alone, for live updates while typing."""
+    question = _question(request)
+    result = trial.try_question(db_session=db_session, text=question) if question.strip() else None
+    html = templates.get_template("admin_faq_try_result.html").render({"q": question, "result": result})
+    return HTMLResponse(html, headers=PAGE_HEADERS)
 
 
 @router.get("/faq/try.json")
 def try_json(request: Request, user: Admin, db_session: DbSession) -> JSONResponse:
-    """The result for `q` as JSON, for live updates while typing."""
-    return JSONResponse(try_question(db_session, (request.query_params.get("q") or "")[:2000]))
+    """The result for `q` as JSON."""
+    return JSONResponse(trial.try_question(db_session=db_session, text=_question(request)))

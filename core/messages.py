@@ -41,6 +41,20 @@ class Option:
     payload: str
 
 
+@dataclass(frozen=True)
+class Decision:
+    """How the FAQ matcher decided on the message a reply answers: its outcome, the policy setting that decided it and
+    that setting's value, the best score and its margin to the runner-up, and the ranked topics with their scores."""
+
+    outcome: str  # answer, clarify, out_of_scope, not_sure
+    gate: str  # answer_at, clarify_at, outside_at, min_score, generic, empty (knowledge.matcher.Gate)
+    threshold: float | None
+    score: float
+    margin: float
+    reranked: bool = False
+    candidates: tuple[tuple[str, float], ...] = ()
+
+
 @dataclass
 class Reply:
     """What the bot answers: text plus numbered options, and how it understood the message."""
@@ -52,6 +66,7 @@ class Reply:
     confidence: float | None = None
     candidates: list[str] = field(default_factory=list)
     invoice: dict[str, str] | None = None
+    decision: Decision | None = None  # when the matcher decided: why (admins' "try a question"; never sent out)
 
     @property
     def silent(self) -> bool:

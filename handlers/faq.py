@@ -2,7 +2,7 @@
 nearest topics as numbered choices, a subject the bot does not cover is named as such, a miss falls back."""
 
 from core import metrics
-from core.messages import Option, Reply
+from core.messages import Decision, Option, Reply
 from core.text import error_codes
 from handlers import fallback, guide, outside, payloads
 from handlers.turn import Turn
@@ -12,9 +12,25 @@ HELPED, NOT_SOLVED = "有帮助", "没解决"
 
 
 def match(turn: Turn) -> Reply:
-    """Answer from the matcher: the topic, a choice among the nearest ones, or the fallback."""
+    """Answer from the matcher: the topic, a choice among the nearest ones, or the fallback; the reply carries how the
+    matcher decided."""
     with metrics.MATCH_SECONDS.time():
         result = turn.knowledge.matcher.match(turn.text)
+    reply = decide(turn, result)
+    reply.decision = Decision(
+        outcome=result.outcome,
+        gate=result.gate,
+        threshold=result.threshold,
+        score=result.score,
+        margin=result.margin,
+        reranked=result.reranked,
+        candidates=tuple((c.topic, c.score) for c in result.candidates),
+    )
+    return reply
+
+
+def decide(turn: Turn, result: MatchResult) -> Reply:
+    """The reply the matcher's outcome leads to."""
     if result.outcome == "answer":
         return answer(turn, result.candidates[0].topic, result.confidence, result.choices())
     if result.outcome == "clarify":

@@ -8,6 +8,7 @@ typed follow-up that leaves only the offer of a person; one about nothing the bo
 
 import re
 
+from core.conversation import outcomes
 from core.conversation import service as conversation_service
 from core.messages import IncomingMessage, Reply
 from core.text import units
@@ -124,5 +125,5 @@ def record_unanswered(turn: Turn, topic: str) -> None:
         return
     turn.state.recorded_question = question
     message = IncomingMessage(channel=turn.message.channel, user_id=turn.message.user_id, text=question)
-    reply = Reply(text=f"（商户反馈：对“{topic}”的回答没有解决问题）", intent="fallback", topic=topic)
+    reply = Reply(text=outcomes.not_helped_text(topic), intent="fallback", topic=topic)
     conversation_service.record_turn(db_session=turn.db_session, message=message, reply=reply)

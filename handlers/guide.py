@@ -2,6 +2,7 @@
 
 import logging
 
+from core.conversation import outcomes
 from core.conversation.state import GuideProgress
 from core.messages import Option, Reply
 from handlers import choices, greeting, handoff, payloads, values
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 RESUME = Option("继续刚才的排查", payloads.make("guide", "resume"))
 SOLVED = Option("解决了", payloads.make("guide", "done", "yes"))
 UNSOLVED = Option("还没解决", payloads.make("guide", "done", "no"))
-FEEDBACK_QUESTION = "问题解决了吗？"
+FEEDBACK_QUESTION = outcomes.GUIDE_FEEDBACK_QUESTION
 DONE_STEP = "done"  # path entries with this step record the answer to FEEDBACK_QUESTION
 HINT = "（可回复：返回 / 重来 / 退出 / 转人工）"
 STALE = "这个选项已经过期了，请按当前的问题选择："
@@ -282,7 +283,7 @@ def feedback(turn: Turn, solved: bool) -> Reply:
     option = _chosen(guide, progress)
     if solved:
         turn.state.guide = None
-        return Reply(text="太好了，问题解决了！还有其他问题可以直接问我。", intent="guide", topic=guide.id)
+        return Reply(text=outcomes.GUIDE_SOLVED, intent="guide", topic=guide.id)
     _record(progress, [guide.id, DONE_STEP, UNSOLVED.label])
     progress.feedback = False
     if option is not None and option.unsolved is not None:

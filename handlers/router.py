@@ -8,13 +8,15 @@ from core import metrics
 from core.conversation import service as conversation_service
 from core.conversation import state as chat_state
 from core.messages import IncomingMessage, Reply
-from core.store import Store
+from core.settings import get_settings
+from core.store import Store, get_store
 from core.text import clean
 from handlers import guide, registry
 from handlers.turn import Turn
 from invoices.backend import InvoiceBackend
+from invoices.factory import get_invoice_backend
 from knowledge.guides import Guide, get_guides
-from knowledge.live import LiveKnowledge
+from knowledge.live import LiveKnowledge, get_live_knowledge
 from ticketing import incidents
 
 # Replies that show the bot understood the turn: the next miss is the first again.
@@ -89,3 +91,18 @@ class Router:
             if notice:
                 reply.text = f"{notice}\n\n{reply.text}"
         return reply
+
+
+def make_router(*, store: Store | None = None, record: bool = True) -> Router:
+    """A router wired to the configured store and the live knowledge base."""
+    settings = get_settings()
+    return Router(
+        store=store or get_store(),
+        knowledge=get_live_knowledge(),
+        state_ttl=settings.session_ttl_seconds,
+        record=record,
+        max_chars=settings.max_message_chars,
+        invoices=get_invoice_backend(),
+        rate_limit=settings.inbound_messages_per_minute,
+        incident_topics=settings.incident_topics,
+    )

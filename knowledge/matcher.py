@@ -18,7 +18,7 @@ import itertools
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +34,11 @@ from knowledge.lexical import LexicalIndex, features
 from knowledge.pinyin import PinyinIndex
 
 Outcome = Literal["answer", "clarify", "out_of_scope", "not_sure"]
+# The Policy setting that decided an outcome: the confidence reached answer_at (answer), fell below it but reached
+# clarify_at (clarify), fell below clarify_at (not_sure), or, with an outside subject first, reached outside_at
+# (out_of_scope; below it, not_sure); min_score: confident but the best score was below it; generic: an answer made a
+# choice, the message saying nothing the two leading topics do not both say; empty: nothing to compare.
+Gate = Literal["answer_at", "clarify_at", "outside_at", "min_score", "generic", "empty"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Characters of question words and particles: a pair of them carries nothing that tells two topics apart.
 FUNCTION_CHARS = frozenset(
@@ -71,13 +76,18 @@ class Candidate:
 @dataclass(frozen=True)
 class MatchResult:
     """Ranked FAQ candidates, the confidence that the first is right, the outcome it leads to, and the outside
-    subject recognised when the outcome is out_of_scope."""
+    subject recognised when the outcome is out_of_scope; and why: the best score and its margin to the runner-up
+    (outside subjects included), and the Policy setting (`gate`, its value `threshold`) that decided the outcome."""
 
     outcome: Outcome
     confidence: float
     candidates: list[Candidate]
     reranked: bool = False
     outside: str | None = None
+    score: float = 0.0
+    margin: float = 0.0
+    gate: Gate = "empty"
+    threshold: float | None = None
 
     @property
     def topic(self) -> str | None:
@@ -345,7 +355,7 @@ class Matcher:
             return result
         top = result.candidates[0].score
         choices = [c for c in result.candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
-        return MatchResult("clarify", result.confidence, choices, result.reranked)
+        return replace(result, outcome="clarify", candidates=choices, gate="generic", threshold=None)
 
     def _decisive(self, signals: Signals, lexical: MatchResult) -> bool:
         """True when the lexical stage alone is sure enough to skip the embedding re-ranker."""
@@ -359,18 +369,24 @@ class Matcher:
         confidence = weights.confidence(top, margin, signals.domain)
         faq = order[~self.outside[order]][: max(policy.max_choices, 5)]
         candidates = [Candidate(self.ids[i], round(float(scores[i]), 4)) for i in faq]
+        rounded, score, gap = round(confidence, 4), round(top, 4), round(margin, 4)
+        gate: Gate
         if len(order) and self.outside[order[0]]:
-            if confidence >= policy.outside_at:
-                return MatchResult("out_of_scope", round(confidence, 4), candidates, reranked, self.ids[order[0]])
-            return MatchResult("not_sure", round(confidence, 4), candidates, reranked)
+            outside = self.ids[order[0]] if confidence >= policy.outside_at else None
+            outcome: Outcome = "out_of_scope" if outside else "not_sure"
+            return MatchResult(
+                outcome, rounded, candidates, reranked, outside, score, gap, "outside_at", policy.outside_at
+            )
         if confidence >= policy.answer_at and top >= policy.min_score:
-            outcome: Outcome = "answer"
+            outcome, gate, threshold = "answer", "answer_at", policy.answer_at
         elif confidence >= policy.clarify_at:
             outcome = "clarify"
             candidates = [c for c in candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
+            below_min = confidence >= policy.answer_at
+            gate, threshold = ("min_score", policy.min_score) if below_min else ("clarify_at", policy.clarify_at)
         else:
-            outcome = "not_sure"
-        return MatchResult(outcome, round(confidence, 4), candidates, reranked)
+            outcome, gate, threshold = "not_sure", "clarify_at", policy.clarify_at
+        return MatchResult(outcome, rounded, candidates, reranked, None, score, gap, gate, threshold)
 
 
 def _pairs(prepared: list[str]) -> frozenset[str]:

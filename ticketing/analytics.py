@@ -3,13 +3,19 @@
 Definitions, for each local day:
   conversations      distinct chat identities (channel + user) with at least one recorded turn that day
   handed off         those of them with a "handoff" or "human" turn that day, or a ticket created that day
-  bot resolved       conversations - handed off (the bot's deflection); rates are shares of conversations
+  bot resolved       those that ended on an answer or a finished guide (its fix shown, or closed as solved), greetings,
+                     small talk and throttled turns aside, with no fallback, out_of_scope, not-helped or handoff
+                     turn and no ticket that day
+  with fallback      those with at least one fallback turn (the bot did not understand; "没解决" records aside)
+  out of scope       those with at least one out_of_scope turn
+  not helped         those with a question the merchant said was not solved ("没解决", "还是不行" with nothing left)
   first response     tickets whose first agent reply was that day: reply time - start (creation or latest reopen)
   resolution         tickets resolved that day: resolve time - start (creation or latest reopen)
   SLA breaches       first-response and resolution breaches recorded that day (each counts)
   CSAT               ratings received that day: how many and their average
-Top topics count answered turns ("answer" and "guide") per FAQ topic over the whole period; top unanswered are the
-largest clusters of knowledge.unanswered over the period. Times are wall-clock seconds.
+Rates are shares of the day's conversations. Top topics count answered turns ("answer" and "guide") per FAQ topic
+over the whole period; top unanswered are the largest clusters of knowledge.unanswered over the period. Times are
+wall-clock seconds.
 """
 
 from dataclasses import dataclass, field
@@ -17,10 +23,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from statistics import median
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from core.clock import utc
+from core.conversation import outcomes
 from core.conversation.models import ConversationTurn
 from core.settings import get_settings
 from knowledge import unanswered
@@ -28,6 +35,8 @@ from ticketing.models import Ticket
 
 HANDED_INTENTS = frozenset({"handoff", "human"})
 ANSWERED_INTENTS = ("answer", "guide")
+ASIDE_INTENTS = frozenset({"greeting", "smalltalk", "throttled"})  # not what a conversation ends on
+FALLBACK, OUT_OF_SCOPE = "fallback", "out_of_scope"
 
 
 @dataclass
@@ -37,25 +46,42 @@ class DayStats:
     day: date | None
     conversations: int = 0
     handed_off: int = 0
+    bot_resolved: int = 0
+    with_fallback: int = 0
+    out_of_scope: int = 0
+    not_helped: int = 0
     first_response_seconds: list[float] = field(default_factory=list, repr=False)
     resolution_seconds: list[float] = field(default_factory=list, repr=False)
     sla_breaches: int = 0
     csat_scores: list[int] = field(default_factory=list, repr=False)
 
-    @property
-    def bot_resolved(self) -> int:
-        """Conversations the bot handled alone."""
-        return self.conversations - self.handed_off
+    def _share(self, count: int) -> float | None:
+        return count / self.conversations if self.conversations else None
 
     @property
     def bot_resolved_rate(self) -> float | None:
-        """Share of conversations with no handoff or ticket (None without conversations)."""
-        return self.bot_resolved / self.conversations if self.conversations else None
+        """Share of conversations the bot resolved alone (None without conversations)."""
+        return self._share(self.bot_resolved)
 
     @property
     def handoff_rate(self) -> float | None:
         """Share of conversations handed to people."""
-        return self.handed_off / self.conversations if self.conversations else None
+        return self._share(self.handed_off)
+
+    @property
+    def fallback_rate(self) -> float | None:
+        """Share of conversations with at least one fallback turn."""
+        return self._share(self.with_fallback)
+
+    @property
+    def out_of_scope_rate(self) -> float | None:
+        """Share of conversations with at least one out_of_scope turn."""
+        return self._share(self.out_of_scope)
+
+    @property
+    def not_helped_rate(self) -> float | None:
+        """Share of conversations with a question the merchant said was not solved."""
+        return self._share(self.not_helped)
 
     @property
     def first_responses(self) -> int:
@@ -125,6 +151,10 @@ def report(*, db_session: Session, days: int | None = None, now: datetime | None
     for stats in series.values():
         total.conversations += stats.conversations
         total.handed_off += stats.handed_off
+        total.bot_resolved += stats.bot_resolved
+        total.with_fallback += stats.with_fallback
+        total.out_of_scope += stats.out_of_scope
+        total.not_helped += stats.not_helped
         total.first_response_seconds += stats.first_response_seconds
         total.resolution_seconds += stats.resolution_seconds
         total.sla_breaches += stats.sla_breaches
@@ -134,29 +164,65 @@ def report(*, db_session: Session, days: int | None = None, now: datetime | None
     return Report(start, end, list(series.values()), total, topics, clusters[:top])
 
 
+@dataclass
+class _Conversation:
+    """What one identity's turns of one day showed."""
+
+    handed: bool = False
+    fallback: bool = False
+    out_of_scope: bool = False
+    not_helped: bool = False
+    ended_resolved: bool = False  # the last turn (greetings and small talk aside) was an answer or a finished guide
+
+    @property
+    def resolved(self) -> bool:
+        """Ended on an answer or a finished guide, with nothing that says the bot did not manage alone."""
+        return self.ended_resolved and not (self.handed or self.fallback or self.out_of_scope or self.not_helped)
+
+
 def _conversations(db_session: Session, since: datetime, now: datetime, bucket, series: dict) -> None:
     t = ConversationTurn
-    talked: dict[date, set] = {}
-    handed: dict[date, set] = {}
-    query = select(t.channel, t.user_id, t.intent, t.created_at).where(t.created_at >= since, t.created_at <= now)
-    for channel, user_id, intent, created_at in db_session.execute(query):
+    seen: dict[date, dict[tuple[str, str], _Conversation]] = {}
+    # The reply text is read only where it tells more than the intent: a guide's end, a not-helped record.
+    told = case((t.intent.in_(("guide", FALLBACK)), t.reply), else_=None)
+    query = (
+        select(t.channel, t.user_id, t.intent, told, t.created_at)
+        .where(t.created_at >= since, t.created_at <= now)
+        .order_by(t.created_at, t.id)
+    )
+    for channel, user_id, intent, reply, created_at in db_session.execute(query):
         stats = bucket(created_at)
         if stats is None:
             continue
-        talked.setdefault(stats.day, set()).add((channel, user_id))
+        conversation = seen.setdefault(stats.day, {}).setdefault((channel, user_id), _Conversation())
         if intent in HANDED_INTENTS:
-            handed.setdefault(stats.day, set()).add((channel, user_id))
+            conversation.handed = True
+        elif intent == FALLBACK:
+            if outcomes.is_not_helped(reply or ""):
+                conversation.not_helped = True
+            else:
+                conversation.fallback = True
+        elif intent == OUT_OF_SCOPE:
+            conversation.out_of_scope = True
+        if intent not in ASIDE_INTENTS:
+            finished = intent == "guide" and outcomes.is_finished_guide(reply or "")
+            conversation.ended_resolved = intent == "answer" or finished
     tickets = select(Ticket.channel, Ticket.user_id, Ticket.created_at).where(
         Ticket.created_at >= since, Ticket.created_at <= now
     )
     for channel, user_id, created_at in db_session.execute(tickets):
         stats = bucket(created_at)
-        if stats is not None:
-            handed.setdefault(stats.day, set()).add((channel, user_id))
+        conversation = seen.get(stats.day, {}).get((channel, user_id)) if stats is not None else None
+        if conversation is not None:
+            conversation.handed = True
     for day, stats in series.items():
-        identities = talked.get(day, set())
-        stats.conversations = len(identities)
-        stats.handed_off = len(identities & handed.get(day, set()))
+        conversations = list(seen.get(day, {}).values())
+        stats.conversations = len(conversations)
+        stats.handed_off = sum(c.handed for c in conversations)
+        stats.bot_resolved = sum(c.resolved for c in conversations)
+        stats.with_fallback = sum(c.fallback for c in conversations)
+        stats.out_of_scope = sum(c.out_of_scope for c in conversations)
+        stats.not_helped = sum(c.not_helped for c in conversations)
 
 
 def _tickets(db_session: Session, since: datetime, now: datetime, bucket) -> None:

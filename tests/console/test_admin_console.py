@@ -2,6 +2,7 @@
 clusters, guide validation, analytics, incident detection and notices, and the admin pages behind the login."""
 
 import csv
+import html
 import io
 import re
 import textwrap
@@ -27,18 +28,20 @@ from core.settings import get_settings
 from core.store import MemoryStore
 from knowledge import service, unanswered, versions
 from knowledge.live import get_live_knowledge
+from knowledge.matcher import MatcherConfig
 from knowledge.models import FaqEntry, FaqVersion
 from knowledge.schemas import FaqIn
 from tests.conftest import clear_process_caches
 from ticketing import analytics, incidents, staff
 from ticketing import handoff as ticket_handoff
 from ticketing.incident_models import Incident
-from ticketing.models import TicketEvent
+from ticketing.models import Ticket, TicketEvent
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=SH)
 MY_TABLES = ("faq_version", "unanswered_resolution", "incident")
 ODD_QUESTION = "税务数字账户里的发票怎么批量导出成表格"
+QUESTION = "开票时购买方名称写错了怎么办"  # a plain FAQ answer (no guide)
 
 
 @pytest.fixture
@@ -343,7 +346,8 @@ def sh(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def test_analytics_per_day_on_a_seeded_dataset(adb):
-    # 30 Nov: a and c answered by the bot, b handed off (a ticket opened), d late at night.
+    # 30 Nov: a and d answered by the bot, b missed then handed off (a ticket opened), c left a guide at its first
+    # question, d late at night.
     turn("a", "服务器繁忙", "answer", sh(30, 9), topic="busy_server")
     turn("b", "今天中午吃什么", "fallback", sh(30, 9, 5))
     turn("b", "人工", "handoff", sh(30, 9, 6))
@@ -368,17 +372,58 @@ def test_analytics_per_day_on_a_seeded_dataset(adb):
         result = analytics.report(db_session=db_session, days=3, now=NOW)
     assert (result.start.isoformat(), result.end.isoformat()) == ("2026-11-30", "2026-12-02")
     nov30, dec1, dec2 = result.days
-    assert (nov30.conversations, nov30.handed_off, nov30.bot_resolved) == (4, 1, 3)
-    assert nov30.bot_resolved_rate == pytest.approx(0.75) and nov30.handoff_rate == pytest.approx(0.25)
+    assert (nov30.conversations, nov30.handed_off, nov30.bot_resolved, nov30.with_fallback) == (4, 1, 2, 1)
+    assert nov30.bot_resolved_rate == pytest.approx(0.5) and nov30.handoff_rate == pytest.approx(0.25)
+    assert nov30.fallback_rate == pytest.approx(0.25) and nov30.out_of_scope_rate == 0
     assert nov30.median_first_response_seconds == 1800 and nov30.resolutions == 0
     assert (dec1.conversations, dec1.handed_off, dec1.bot_resolved) == (3, 2, 1)
     assert dec1.first_response_seconds == [600] and dec1.median_resolution_seconds == 24 * 3600
     assert dec1.sla_breaches == 1 and dec1.csat_count == 2 and dec1.csat_average == pytest.approx(3.5)
     assert (dec2.conversations, dec2.bot_resolved_rate, dec2.median_first_response_seconds) == (0, None, None)
     assert (result.total.conversations, result.total.handed_off, result.total.csat_average) == (7, 3, 3.5)
+    assert (result.total.bot_resolved, result.total.with_fallback) == (3, 1)
     assert result.total.median_first_response_seconds == 1200
     assert result.top_topics[:2] == [("busy_server", 2), ("issue_failed_generic", 2)]
     assert [c.label for c in result.top_unanswered] == ["今天中午吃什么"]
+
+
+def conversations_today(walks: dict[str, list[str]]) -> analytics.DayStats:
+    """Today's analytics after each user's messages went through the router, in turn."""
+    router = make_router(store=MemoryStore())
+    for user, messages in walks.items():
+        for text in messages:
+            say(router, text, user=user)
+    with session_scope() as db_session:
+        return analytics.report(db_session=db_session, days=1).days[-1]
+
+
+def test_only_conversations_that_ended_on_an_answer_or_a_finished_guide_count_as_resolved_by_the_bot(adb):
+    busy = "提示服务器繁忙，请稍后再试怎么办"
+    walks = {
+        "answered": [QUESTION, "谢谢"],  # small talk after the answer does not change how it ended
+        "fallback": ["今天中午吃什么好呢"],
+        "not_helped": [QUESTION, "没解决"],
+        "guide_done": [busy, "点了提交开票之后", "显示开票成功了", "解决了"],
+        "guide_left": [busy],  # left at the guide's first question
+        "outside": ["个人所得税年度汇算怎么办理"],
+        "handoff": [QUESTION, "转人工"],
+    }
+    day = conversations_today(walks)
+    with session_scope() as db_session:
+        recorded = db_session.scalars(select(ConversationTurn).order_by(ConversationTurn.id)).all()
+        intents = {user: [t.intent for t in recorded if t.user_id == user] for user in walks}
+    assert intents["not_helped"] == ["answer", "fallback", "answer"]  # 没解决 is recorded as a fallback turn
+    assert intents["guide_done"] == ["guide"] * 4 and intents["outside"] == ["out_of_scope"]
+    assert (day.conversations, day.bot_resolved, day.handed_off) == (7, 2, 1)  # "answered" and "guide_done"
+    assert (day.with_fallback, day.out_of_scope, day.not_helped) == (1, 1, 1)
+    assert day.bot_resolved_rate == pytest.approx(2 / 7) and day.fallback_rate == pytest.approx(1 / 7)
+    assert day.out_of_scope_rate == pytest.approx(1 / 7) and day.not_helped_rate == pytest.approx(1 / 7)
+
+
+def test_a_conversation_with_only_a_fallback_or_an_out_of_scope_turn_is_not_resolved(adb):
+    walks = {"lost": ["今天中午吃什么好呢"], "asked": [QUESTION], "outside": ["个人所得税年度汇算怎么办理", QUESTION]}
+    day = conversations_today(walks)  # "outside" ended on an answer, after a question the bot does not cover
+    assert (day.conversations, day.bot_resolved, day.with_fallback, day.out_of_scope) == (3, 1, 1, 1)
 
 
 # --- incidents -------------------------------------------------------------------------------------------------
@@ -729,6 +774,50 @@ def test_try_a_question_shows_the_ranked_candidates(console):
     assert console.get("/console/admin/faq/try.json", params={"q": ""}).json()["outcome"] is None
 
 
+def shown_reply(page: str) -> str:
+    """The reply text as the try page shows it."""
+    found = re.search(r'<div class="kb-reply" id="try-reply">(.*?)</div>', page, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+def count_rows(*models) -> list[int]:
+    with session_scope() as db_session:
+        return [db_session.query(model).count() for model in models]
+
+
+def test_try_a_question_shows_the_reply_a_merchant_gets_with_intent_topic_threshold_and_margin(console):
+    login(console, "admin1")
+    sent = say(make_router(store=MemoryStore()), QUESTION, user="merchant")
+    before = count_rows(ConversationTurn, Ticket)
+    data = console.get("/console/admin/faq/try.json", params={"q": QUESTION}).json()
+    page = console.get("/console/admin/faq/try", params={"q": QUESTION}).text
+    assert shown_reply(page) == sent.text == data["reply"]["text"]
+    assert [o["label"] for o in data["reply"]["options"]] == [o.label for o in sent.options] == ["有帮助", "没解决"]
+    assert (data["intent"], data["topic"], data["confidence"]) == ("answer", sent.topic, sent.confidence)
+    entry_question = do(service.get, faq_id=sent.topic).question
+    assert data["topic_question"] == entry_question and entry_question in page
+    result, policy = match(QUESTION), MatcherConfig.load()
+    assert data["threshold"] == (policy.policy if result.reranked else policy.lexical_policy).answer_at
+    assert data["gate"] == "answer_at" and data["margin"] == result.margin > 0
+    assert "直接回答阈值" in page and "与第二名的差距" in page and f"{result.margin:.3f}" in page
+    assert '<li title="feedback:no:' in page and "意图" in page and "直接回答" in page
+    assert data["candidates"][0]["topic"] == sent.topic and len(data["candidates"]) >= 3
+    assert count_rows(ConversationTurn, Ticket) == before  # trying records nothing
+
+
+def test_try_an_off_topic_question_shows_the_fallback_reply_and_why(console):
+    login(console, "admin1")
+    question = "今天中午吃什么好呢"
+    sent = say(make_router(store=MemoryStore()), question, user="merchant")
+    part = console.get("/console/admin/faq/try.part", params={"q": question}).text
+    data = console.get("/console/admin/faq/try.json", params={"q": question}).json()
+    assert sent.intent == data["intent"] == "fallback" and shown_reply(part) == sent.text
+    assert data["outcome"] == "not_sure" and data["gate"] == "clarify_at" and "兜底回复" in part
+    assert "低于请选择阈值" in data["reason"] and data["reason"] in part
+    greeting = console.get("/console/admin/faq/try.json", params={"q": "你好"}).json()
+    assert greeting["intent"] == "greeting" and greeting["matched"] is False and "规则" in greeting["reason"]
+
+
 def test_csv_export_and_import_in_the_console(console):
     _, csrf = login(console, "admin1")
     response = console.get("/console/admin/faq/export.csv")
@@ -828,8 +917,20 @@ def test_the_analytics_page_draws_its_charts(console):
     now = utc(datetime.now(SH))
     turn("a", "服务器繁忙", "answer", now - timedelta(minutes=5), topic="busy_server")
     turn("b", "人工", "handoff", now - timedelta(minutes=5))
+    turn("c", "今天中午吃什么", "fallback", now - timedelta(minutes=4))
+    turn("d", "个税怎么汇算", "out_of_scope", now - timedelta(minutes=4), topic="outside_individual_income_tax")
+    turn("d", "你好", "greeting", now - timedelta(minutes=3))
     page = console.get("/console/admin/analytics", params={"days": 7}).text
-    assert page.count("<svg") == 5 and "机器人解决率" in page and "50%" in page
+    assert page.count("<svg") == 5
+    stats = dict(re.findall(r'<div class="kb-stat"><small>([^<]+)</small><b>([^<]+)</b>', page))
+    assert {k: stats[k] for k in ("会话", "机器人解决率", "兜底率", "超出范围率", "转人工率")} == {
+        "会话": "4",
+        "机器人解决率": "25%",
+        "兜底率": "25%",
+        "超出范围率": "25%",
+        "转人工率": "25%",
+    }
+    assert "兜底：会话中至少有一次" in page and "超出范围：会话中至少有一个问题" in page
     assert "<code>busy_server</code>" in page
 
 
