@@ -60,7 +60,7 @@ BATCH = 512
 MAX_EXAMPLES = 3
 MAX_TEXTS = 50  # wordings a cluster offers to add as alternates at once
 NEAREST = 3
-EMBED_BATCH = 32
+EMBED_BATCH = 8  # small batches: the time budget is checked between them (a long question takes ~0.1-0.3 s)
 # The page's guide to the similarity of a cluster to a topic (centred cosine, see the module docstring), calibrated
 # on tests/knowledge/unanswered_cases.py: 8 of 10 rewordings of shipped FAQ questions score >= 0.70 with their topic
 # (median 0.77, lowest 0.59); the centroids of 10 groups of questions the FAQ does not answer score < 0.56 with
@@ -404,11 +404,14 @@ def clusters(
     days = settings.unanswered_days if days is None else days
     budget = settings.unanswered_budget_seconds if budget_seconds is None else budget_seconds
     turns = find_turns(db_session=db_session, since=now - timedelta(days=days), now=now)
+    started = time.monotonic()
     space = MeaningSpace.of(matcher)
     found = cluster(turns) if space is None else cluster_by_meaning(turns, space=space, budget_seconds=budget)
     found = found[:limit] if limit is not None else found
-    if matcher is not None and space is None:
-        add_suggestions(found, matcher=matcher, version=version, budget_seconds=budget)
+    if matcher is not None:  # groups by wording (all of them, or those left over) get the matcher's guess
+        by_wording = [c for c in found if not c.by_meaning]
+        left = budget - (time.monotonic() - started) if space is not None else budget  # one budget for the page
+        add_suggestions(by_wording, matcher=matcher, version=version, budget_seconds=max(left, 0.0))
     return found
 
 
