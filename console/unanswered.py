@@ -21,6 +21,8 @@ from knowledge.models import FaqEntry
 router = APIRouter()
 UNANSWERED_PATH = f"{BASE}/unanswered"
 MAX_CLUSTERS = 100
+MAX_LINK_TEXTS = 20  # wordings and keys a "new FAQ" link carries (a URL stays well under 8 KB)
+MAX_LINK_KEYS = 30
 
 
 # --- unanswered ----------------------------------------------------------------------------------------------
@@ -28,7 +30,7 @@ MAX_CLUSTERS = 100
 
 @router.get("/unanswered", response_class=Response)
 def unanswered_page(request: Request, user: Admin, db_session: DbSession) -> Response:
-    """The clusters of unanswered questions of the last `days`, biggest first, with the matcher's best guess."""
+    """The clusters of unanswered questions of the last `days`, biggest first, each with its nearest FAQ topics."""
     days = int_param(request.query_params.get("days"), 30, 1, 365)
     snapshot = get_live_knowledge().current(db_session=db_session)
     clusters = unanswered.clusters(
@@ -38,14 +40,17 @@ def unanswered_page(request: Request, user: Admin, db_session: DbSession) -> Res
     links = {}
     for item in clusters:
         guess = entries.get(item.suggestion.topic) if item.suggestion else None
-        others = [text for text in item.examples if text != item.label]
-        links[item.id] = new_faq_link(item.label, others, item.keys, guess.category if guess else "")
+        others = item.texts[1:MAX_LINK_TEXTS]
+        links[item.id] = new_faq_link(item.label, others, item.keys[:MAX_LINK_KEYS], guess.category if guess else "")
     context = {
         "clusters": clusters,
         "days": days,
         "entries": entries,
         "new_links": links,
         "turns": sum(c.count for c in clusters),
+        "by_meaning": snapshot.matcher.mode == "full",
+        "same_pct": round(unanswered.SAME_QUESTION * 100),
+        "new_pct": round(unanswered.NEW_QUESTION * 100),
     }
     return page(request, db_session, "admin_unanswered.html", context)
 
@@ -59,9 +64,10 @@ def add_alternate(
     text: Annotated[list[str] | None, Form()] = None,
     key: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    """Add the chosen wordings as alternates of a topic (a new version; the bot answers them at once)."""
+    """Add the chosen wordings (a whole cluster's, or those ticked) as alternates of a topic (a new version; the bot
+    answers them at once)."""
     topic = topic.strip().split(" ", 1)[0]  # the picker may carry "id 问题"
-    texts = [t.strip()[:500] for t in text or [] if t.strip()][:20]
+    texts = [t.strip()[:500] for t in text or [] if t.strip()][: unanswered.MAX_TEXTS]
     if not texts:
         return failed(request, db_session, "请至少勾选一个问法", UNANSWERED_PATH)
     try:

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     human_ack_seconds: float = 180.0  # at most one "staff will see it" acknowledgement this often
     human_nudge_ack_seconds: float = 30.0  # "有人吗", "人呢", another "转人工": acknowledged at most this often
 
+    # Unanswered questions grouped by meaning (h-unans); calibrated in tests/knowledge/test_unanswered_meaning.py
+    unanswered_meaning_similarity: float = 0.35  # centred cosine (average linkage) at which questions share a group
+    unanswered_embed_keys: int = 2000  # distinct questions grouped by meaning per view; the rest by wording
+
 
 @lru_cache
 def get_settings() -> Settings:

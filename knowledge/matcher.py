@@ -271,6 +271,14 @@ class Matcher:
         """ "full" with the embedding re-ranker, "lexical" without."""
         return "full" if self._phrasing_vectors is not None else "lexical"
 
+    @property
+    def phrasing_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The query embedding of every phrasing (topic by topic) and the index where each topic's block starts;
+        None without the embedding model."""
+        if self._phrasing_vectors is None:
+            return None
+        return self._phrasing_vectors, self._starts
+
     def prepare(self, text: str) -> list[str]:
         """The comparable units of a text."""
         return units(self.lexicon.canonicalize(fold(text)))
