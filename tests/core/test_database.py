@@ -26,6 +26,9 @@ def shipped_ids() -> list[str]:
     return ids
 
 
+SHIPPED = len(shipped_ids())
+
+
 def faq(faq_id: str = "test_entry", **changes) -> FaqIn:
     values = {
         "id": faq_id,
@@ -55,7 +58,7 @@ def db_session(engine):
 
 @pytest.fixture
 def seeded(db_session):
-    assert service.seed_defaults(db_session=db_session) == 60
+    assert service.seed_defaults(db_session=db_session) == SHIPPED
     db_session.commit()
     return db_session
 
@@ -96,15 +99,15 @@ def test_migrated_engine_needs_no_upgrade(engine):
 
 
 def test_seed_defaults_loads_shipped_entries_once(db_session):
-    assert service.seed_defaults(db_session=db_session) == 60
+    assert service.seed_defaults(db_session=db_session) == SHIPPED
     db_session.commit()
     entries = service.get_all(db_session=db_session)
     expected = shipped_ids()
-    assert len(expected) == 60
+    assert len(expected) == len(set(expected)) == SHIPPED
     assert sorted(e.id for e in entries) == sorted(expected)
     assert all(e.version == 1 and e.enabled for e in entries)
     assert service.seed_defaults(db_session=db_session) == 0
-    assert len(service.get_all(db_session=db_session)) == 60
+    assert len(service.get_all(db_session=db_session)) == SHIPPED
 
 
 def test_seed_defaults_skips_a_non_empty_table(db_session):
@@ -130,7 +133,7 @@ def test_get_all_orders_and_filters(seeded):
     service.upsert(db_session=seeded, faq_in=as_input(entries[0]).model_copy(update={"enabled": False}))
     seeded.commit()
     enabled = service.get_all(db_session=seeded, enabled_only=True)
-    assert len(enabled) == 59
+    assert len(enabled) == SHIPPED - 1
     assert entries[0].id not in {e.id for e in enabled}
 
 
@@ -202,7 +205,7 @@ def test_delete(seeded):
     assert service.delete(db_session=seeded, faq_id="busy_server") is True
     seeded.commit()
     assert service.get(db_session=seeded, faq_id="busy_server") is None
-    assert len(service.get_all(db_session=seeded)) == 59
+    assert len(service.get_all(db_session=seeded)) == SHIPPED - 1
     assert service.delete(db_session=seeded, faq_id="busy_server") is False
     assert service.delete(db_session=seeded, faq_id="no_such_entry") is False
 
@@ -242,7 +245,7 @@ def test_yaml_round_trip_preserves_content(seeded):
     parsed = service.parse_yaml(text)
     assert [p.model_dump() for p in parsed] == [as_input(e).model_dump() for e in entries]
     counts = service.import_entries(db_session=seeded, entries=parsed)
-    assert counts == {"created": 0, "updated": 0, "unchanged": 60}
+    assert counts == {"created": 0, "updated": 0, "unchanged": SHIPPED}
 
 
 def test_to_yaml_includes_version(db_session):
