@@ -1,7 +1,8 @@
 """Fit the matcher's weights, confidence model and thresholds on a labelled set; write knowledge/data/matcher.yaml.
 
 usage: python -m bench.calibrate [--data FILE.jsonl ...] [--write] [--max-wrong 0.0175]
-(default data: bench/data/calibration.jsonl and bench/data/styles.jsonl)
+(default data: bench/data/calibration.jsonl and bench/data/styles.jsonl; bench/data/holdout.jsonl is never fitted on,
+it only judges the result through `bench/styles.py --data`)
 
 The matcher ranks the FAQ topics and the outside subjects (knowledge/data/out_of_scope.yaml) together. For each
 weighting of the signals (grid), the decision statistic is the combined top score and its margin to the runner-up.
@@ -31,6 +32,7 @@ from knowledge.embedding import load_embedder
 from knowledge.matcher import DATA_DIR, Matcher, MatcherConfig, Policy, Signals, Weights, load_lexicon
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = (REPO / "bench" / "data" / "calibration.jsonl", REPO / "bench" / "data" / "styles.jsonl")
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -178,7 +180,7 @@ def main() -> None:
         "--data",
         type=Path,
         nargs="+",
-        default=[REPO / "bench" / "data" / "calibration.jsonl", REPO / "bench" / "data" / "styles.jsonl"],
+        default=list(DEFAULT_DATA),
     )
     parser.add_argument(
         "--max-wrong", type=float, default=0.0175, help="share of all rows allowed to be answered wrongly"

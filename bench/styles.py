@@ -1,14 +1,18 @@
-"""Triage of merchant messages as they really write them (bench/data/styles.jsonl): full pinyin, mixed pinyin,
-shorthand, homophone typos, long angry stories, small talk, handoff and greetings.
+"""Triage of merchant messages as they really write them (default bench/data/styles.jsonl; --data picks another file,
+e.g. the held-out bench/data/holdout.jsonl): full pinyin, mixed pinyin, shorthand, homophone typos, long angry
+stories, small talk, handoff and greetings; in the held-out set also real-style questions on the FAQ topics, invoice
+questions the knowledge base does not cover, off-topic messages and questions on outside subjects.
 
 Each message goes through the router exactly as `merchant-assist triage` sends it (a fresh conversation), once
-with the pinyin step and once without it, and the figures are printed per style:
+with the pinyin step and once without it, and the figures are printed per style (styles not known here last):
 
-    DATABASE_URL=sqlite:////tmp/styles.db .venv/bin/python bench/styles.py
+    DATABASE_URL=sqlite:////tmp/styles.db .venv/bin/python bench/styles.py [--data bench/data/holdout.jsonl]
 
 top1: answer items answered with the right topic; reach: right answer, or a clarify offering it among the first
 three; wrong: answers (FAQ or guide) given with the wrong topic, or to an item that expects no answer; ok: items
-that expect an action (not_answer, handoff, greeting) and got it. It prints figures only; it asserts nothing.
+that expect an action and got it (not_answer: no FAQ or guide answer; handoff, greeting: that action); oos: items
+of style "outside" (a subject the bot does not cover) that got the out_of_scope action. It prints figures only; it
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +28,25 @@ from pathlib import Path
 # `python bench/styles.py` puts bench/, not the repo root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from knowledge.outside import OUT_OF_SCOPE
+
 DATA = Path(__file__).resolve().parent / "data" / "styles.jsonl"
 ANSWERING = {"answer", "guide"}
-STYLES = ("pinyin", "mixed", "shorthand", "typo", "long_story", "smalltalk", "handoff", "greeting")
+STYLES = (
+    "pinyin",
+    "mixed",
+    "shorthand",
+    "typo",
+    "long_story",
+    "smalltalk",
+    "handoff",
+    "greeting",
+    "real",
+    "uncovered",
+    "offtopic",
+    "outside",
+)
+OUTSIDE_STYLE = "outside"  # a subject the bot does not cover: expects the out_of_scope action
 EXPECTS = ("answer", "not_answer", "handoff", "greeting")
 
 
@@ -36,16 +56,18 @@ def load(path: Path = DATA) -> list[dict]:
 
 
 def judge(item: dict, row: dict) -> dict[str, bool]:
-    """Whether one triage row is a right answer, reaches the topic, is a wrong answer, or is the expected action."""
+    """Whether one triage row is a right answer, reaches the topic, is a wrong answer, is the expected action, and
+    (outside items) was named out of scope."""
     action, topic = row["action"], row.get("topic")
     answered = action in ANSWERING
+    oos = action == OUT_OF_SCOPE
     if item["expect"] == "answer":
         right = answered and topic == item["topic"]
         reach = right or (action == "clarify" and item["topic"] in (row.get("candidates") or [])[:3])
-        return {"top1": right, "reach": reach, "wrong": answered and not right, "ok": right}
+        return {"top1": right, "reach": reach, "wrong": answered and not right, "ok": right, "oos": oos}
     if item["expect"] == "not_answer":
-        return {"top1": False, "reach": False, "wrong": answered, "ok": not answered}
-    return {"top1": False, "reach": False, "wrong": answered, "ok": action == item["expect"]}
+        return {"top1": False, "reach": False, "wrong": answered, "ok": not answered, "oos": oos}
+    return {"top1": False, "reach": False, "wrong": answered, "ok": action == item["expect"], "oos": oos}
 
 
 def triage_all(items: Sequence[dict]) -> tuple[list[dict], list[float]]:
@@ -68,29 +90,32 @@ def triage_all(items: Sequence[dict]) -> tuple[list[dict], list[float]]:
 def table(items: Sequence[dict], rows: Sequence[dict], title: str) -> None:
     """Per-style and overall figures."""
     print(f"\n== {title}")
-    print(f"  {'style':<11} {'n':>4} {'top1':>6} {'reach':>6} {'wrong':>6} {'ok':>6}")
-    for style in (*STYLES, "all"):
+    print(f"  {'style':<11} {'n':>4} {'top1':>6} {'reach':>6} {'wrong':>6} {'ok':>6} {'oos':>6}")
+    others_seen = sorted({i["style"] for i in items} - set(STYLES))
+    for style in (*STYLES, *others_seen, "all"):
         pairs = [(i, r) for i, r in zip(items, rows, strict=True) if style in ("all", i["style"])]
         if not pairs:
             continue
         marks = [judge(i, r) for i, r in pairs]
         answers = [m for (i, _), m in zip(pairs, marks, strict=True) if i["expect"] == "answer"]
         others = [m for (i, _), m in zip(pairs, marks, strict=True) if i["expect"] != "answer"]
+        outside = [m for (i, _), m in zip(pairs, marks, strict=True) if i["style"] == OUTSIDE_STYLE]
 
         def rate(values: list[dict], key: str) -> str:
             return f"{sum(v[key] for v in values) / len(values):6.3f}" if values else "     -"
 
         print(
             f"  {style:<11} {len(pairs):>4} {rate(answers, 'top1')} {rate(answers, 'reach')} "
-            f"{rate(marks, 'wrong')} {rate(others, 'ok')}"
+            f"{rate(marks, 'wrong')} {rate(others, 'ok')} {rate(outside, 'oos')}"
         )
 
 
 def misses(items: Sequence[dict], rows: Sequence[dict]) -> None:
-    """The items not reached (answer) or not handled as expected (others)."""
+    """The items not reached (answer) or not handled as expected (others), and outside items not named out of scope."""
     for item, row in zip(items, rows, strict=True):
         mark = judge(item, row)
-        if not (mark["reach"] if item["expect"] == "answer" else mark["ok"]) or mark["wrong"]:
+        missed = not (mark["reach"] if item["expect"] == "answer" else mark["ok"]) or mark["wrong"]
+        if missed or (item["style"] == OUTSIDE_STYLE and not mark["oos"]):
             want = item.get("topic") or item["expect"]
             got = f"{row['action']} {row.get('topic')}"
             print(f"  miss [{item['style']}] {item['text'][:40]!r}: want {want}, got {got}")
@@ -98,12 +123,13 @@ def misses(items: Sequence[dict], rows: Sequence[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the labelled items (JSON lines); default %(default)s")
     parser.add_argument("--misses", action="store_true", help="list the items handled wrongly (with pinyin)")
     args = parser.parse_args(argv)
 
     from knowledge.pinyin import PinyinIndex
 
-    items = load()
+    items = load(args.data)
     with_rows, with_ms = triage_all(items)
     convert = PinyinIndex.convert
     PinyinIndex.convert = lambda self, text: text  # type: ignore[method-assign]
