@@ -11,10 +11,12 @@ subject for an out-of-scope row); that probability is the confidence. Messages w
 The confidence never falls as score or margin rise (a feature fitted with a negative weight is left out).
 The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows, and an
 answer also needs a best score no lower than the lowest one answered here (min_score), so that a vague message
-outside the data's range is not answered on its margin alone. The clarify threshold keeps most out-of-scope rows
-out of clarify. Naming a subject out of scope takes the answer threshold too: saying "not ours" to an invoice
-question is as bad as a wrong answer. The fast path (lexical stage alone) starts at the lowest lexical confidence
-at which it loses at most 0.2 % of the rows to answers the re-ranker would get right.
+outside the data's range is not answered on its margin alone. The clarify threshold keeps most off-topic rows out
+of clarify; only messages about no invoice subject at all count there (OFF_TOPIC styles): offering choices for an
+uncovered invoice question is not a wrong answer, and it leaves 都不是/转人工 one tap away. Naming a subject out of
+scope takes the answer threshold too: saying "not ours" to an invoice question is as bad as a wrong answer. The fast
+path (lexical stage alone) starts at the lowest lexical confidence at which it loses at most 0.2 % of the rows to
+answers the re-ranker would get right.
 """
 
 import argparse
@@ -33,6 +35,8 @@ from knowledge.matcher import DATA_DIR, Matcher, MatcherConfig, Policy, Signals,
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = (REPO / "bench" / "data" / "calibration.jsonl", REPO / "bench" / "data" / "styles.jsonl")
+OFF_TOPIC = frozenset({"offtopic", "chatter", "smalltalk"})  # not_answer styles about no invoice subject at all
+CLARIFY_OFF_TOPIC = 0.10  # share of off-topic rows the clarify threshold may let into clarify
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -102,7 +106,9 @@ def fit_monotone(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         keep.remove(negative[0])
 
 
-def choose_thresholds(conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray, max_wrong: float) -> dict:
+def choose_thresholds(
+    conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray, off_topic: np.ndarray, max_wrong: float
+) -> dict:
     """Answer and clarify thresholds, and the outcome mix they give."""
     n = len(conf)
     right = stats[:, 3].astype(bool)
@@ -116,10 +122,10 @@ def choose_thresholds(conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray
             break
     answered = (conf >= best) & ~first_outside
     out_scope = ~in_domain
-    unrecognised = conf[out_scope & ~first_outside]  # out-of-scope rows not put down to an outside subject
+    unrecognised = conf[off_topic & ~first_outside]  # off-topic rows not put down to an outside subject
     clarify_at = best
     for t in sorted(set(np.round(unrecognised, 4)), reverse=True):
-        if ((unrecognised >= t) & (unrecognised < best)).sum() > 0.10 * out_scope.sum():
+        if ((unrecognised >= t) & (unrecognised < best)).sum() > CLARIFY_OFF_TOPIC * off_topic.sum():
             break
         clarify_at = t
     clarify = (conf >= clarify_at) & ~answered & ~first_outside
@@ -138,14 +144,14 @@ def choose_thresholds(conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray
     }
 
 
-def evaluate(signals, truth, in_domain, outside, weights: Weights, max_wrong: float) -> tuple[Weights, dict]:
+def evaluate(signals, truth, in_domain, off_topic, outside, weights: Weights, max_wrong: float) -> tuple[Weights, dict]:
     """Fit the confidence model for a weighting and score it."""
     stats = statistics(signals, weights, truth, outside)
     domain = stats[:, 2] == 1
     beta = fit_monotone(stats[domain, :2], stats[domain, 3])
     fitted = Weights(**{**asdict(weights), "conf_bias": beta[0], "conf_score": beta[1], "conf_margin": beta[2]})
     conf = np.array([fitted.confidence(t, m, bool(d)) for t, m, d in stats[:, :3]])
-    result = choose_thresholds(conf, stats, in_domain, max_wrong)
+    result = choose_thresholds(conf, stats, in_domain, off_topic, max_wrong)
     result["top1"] = float(stats[in_domain, 3].mean())
     return fitted, result
 
@@ -193,6 +199,7 @@ def main() -> None:
     index = {tid: i for i, tid in enumerate(matcher.ids)}
     truth = [index.get(r.get("topic")) if r["expect"] == "answer" else None for r in rows]
     in_domain = np.array([t is not None for t in truth])
+    off_topic = np.array([r["expect"] == "not_answer" and r.get("style") in OFF_TOPIC for r in rows])
     signals = all_signals(matcher, rows)
     print(f"{len(rows)} rows: {int(in_domain.sum())} in scope, {int((~in_domain).sum())} out of scope")
 
@@ -201,7 +208,7 @@ def main() -> None:
         (0.0, 0.25, 0.5, 0.75), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5), (0.0, 0.5, 1.0)
     ):
         weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w, conflict=conflict_w)
-        fitted, result = evaluate(signals, truth, in_domain, matcher.outside, weights, args.max_wrong)
+        fitted, result = evaluate(signals, truth, in_domain, off_topic, matcher.outside, weights, args.max_wrong)
         results.append((result["answered_right"], result["top1"], fitted, result))
     results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     for _right, _top1, fitted, result in results[:5]:
@@ -214,7 +221,7 @@ def main() -> None:
     lexical_results = []
     for answer_w, conflict_w in itertools.product((0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 1.0)):
         weights = Weights(answer=answer_w, embedding=0.0, passage=0.0, conflict=conflict_w)
-        fitted, result = evaluate(signals, truth, in_domain, matcher.outside, weights, args.max_wrong)
+        fitted, result = evaluate(signals, truth, in_domain, off_topic, matcher.outside, weights, args.max_wrong)
         lexical_results.append((result["answered_right"], result["top1"], fitted, result))
     lexical_results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     _, _, lex_w, lex_r = lexical_results[0]
