@@ -398,8 +398,10 @@ class Matcher:
 
 
 def _pairs(prepared: list[str]) -> frozenset[str]:
-    """Adjacent unit pairs of prepared text, leaving out pairs of function characters."""
-    return frozenset(a + b for a, b in itertools.pairwise(prepared) if not {a, b} <= FUNCTION_CHARS)
+    """Adjacent pairs of the content units of prepared text (function characters left out first, so "怎么红冲" and
+    "红冲" say the same)."""
+    content = [u for u in prepared if u not in FUNCTION_CHARS]
+    return frozenset(a + b for a, b in itertools.pairwise(content))
 
 
 def _top_two(scores: np.ndarray) -> tuple[float, float]:

@@ -305,7 +305,7 @@ def test_a_followup_the_bot_cannot_place_is_unanswered(chat, api_caller):
 
 
 def test_a_followup_after_a_guided_topic_goes_on_with_its_guide(chat):
-    chat.say("数电票怎么红冲")
+    chat.say("数电票开错了怎么红冲")
     menu = chat.say("菜单")
     assert menu["intent"] == "greeting"
     still = chat.say("我已经按你说的做了还是提示这个")
