@@ -135,6 +135,20 @@ def served(app_env, fake_telegram, monkeypatch) -> Iterator[str]:
     get_engine().dispose()
 
 
+def logged_in(browser, served: str, path: str, username: str, *, timeout_ms: int = 10_000):
+    """A new browser context and a page that asked for `path`, logged in as `username` and landed there."""
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    page.goto(f"{served}{path}")
+    expect(page).to_have_url(f"{served}/console/login?next={path}")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page).to_have_url(f"{served}{path}")
+    return context, page
+
+
 # --- the scenario --------------------------------------------------------------------------------------------
 
 
@@ -145,16 +159,8 @@ def test_agent_logs_in_takes_a_ticket_and_the_merchant_receives_the_reply(served
         ticket_id = handoff.open_for_handoff(
             db_session=db_session, channel="telegram", user_id=str(CHAT_ID), text="人工客服，发票开具失败"
         ).ticket.id
-    context = browser.new_context(locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
+    context, page = logged_in(browser, served, f"/console/tickets/{ticket_id}", "xiaowang")
     try:
-        page.goto(f"{served}/console/tickets/{ticket_id}")
-        expect(page).to_have_url(f"{served}/console/login?next=/console/tickets/{ticket_id}")
-        page.get_by_label("用户名").fill("xiaowang")
-        page.get_by_label("密码").fill(PASSWORD)
-        page.get_by_role("button", name="登录").click()
-        expect(page).to_have_url(f"{served}/console/tickets/{ticket_id}")
         expect(page.locator(".transcript")).to_contain_text("人工客服，发票开具失败")
 
         page.get_by_role("button", name="接手此工单").click()
@@ -187,15 +193,8 @@ def test_admin_edits_an_faq_answer_and_the_bot_answers_with_it(served, browser):
     before = before.json()
     assert before["topic"] == "deduct_deadline"
     marker = "（已按2026年最新口径更新）"
-    context = browser.new_context(locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
+    context, page = logged_in(browser, served, "/console/admin/faq/deduct_deadline", "admin")
     try:
-        page.goto(f"{served}/console/admin/faq/deduct_deadline")
-        page.get_by_label("用户名").fill("admin")
-        page.get_by_label("密码").fill(PASSWORD)
-        page.get_by_role("button", name="登录").click()
-        expect(page).to_have_url(f"{served}/console/admin/faq/deduct_deadline")
         answer = page.locator("textarea[name=answer]")
         answer.fill(answer.input_value() + marker)
         page.get_by_role("button", name="保存").click()
@@ -257,15 +256,8 @@ def test_admin_adds_a_cluster_of_unanswered_questions_as_alternates_and_the_bot_
     with session_scope() as db_session:  # asked of the matcher, so that it is not recorded among the misses
         matcher = get_live_knowledge().current(db_session=db_session).matcher
     assert matcher.match(MERGE_PARAPHRASE).outcome != "answer"
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
+    context, page = logged_in(browser, served, "/console/admin/unanswered", "admin", timeout_ms=30_000)
     try:
-        page.goto(f"{served}/console/admin/unanswered")
-        page.get_by_label("用户名").fill("admin")
-        page.get_by_label("密码").fill(PASSWORD)
-        page.get_by_role("button", name="登录").click()
-        expect(page).to_have_url(f"{served}/console/admin/unanswered")
         clusters = page.locator(".un-cluster")
         expect(clusters.first).to_be_visible()
         assert clusters.count() < len(MISSES)
