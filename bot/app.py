@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from bot import views as bot_views
-from bot.bootstrap import close_senders, make_router, make_senders, make_workers, prepare_database, warm_knowledge
+from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database, warm_knowledge
 from bot.channels import api as api_channel
 from bot.channels.telegram import views as telegram_views
 from bot.channels.wechat import views as wechat_views
@@ -23,7 +23,7 @@ from core import logs, metrics
 from core.limits import BodyLimitMiddleware
 from core.settings import get_settings
 from core.web import validation_error
-from handlers.router import Router
+from handlers.router import Router, make_router
 from integrations import views as integration_views
 from invoices import views as invoice_views
 from knowledge import views as knowledge_views

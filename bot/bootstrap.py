@@ -10,7 +10,6 @@ from core.database import get_engine, session_scope, upgrade_schema
 from core.outbox.senders import Sender
 from core.outbox.worker import OutboxWorker
 from core.settings import get_settings
-from handlers.router import make_router as make_router  # the app's router, built where the console can too
 from invoices.factory import get_invoice_backend
 from invoices.worker import WatchWorker
 from knowledge import service as knowledge_service

@@ -11,13 +11,14 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from bot.bootstrap import close_senders, make_router, make_senders, make_workers, prepare_database
+from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database
 from bot.channels.telegram.inbound import run_polling, set_webhook
 from bot.triage import line_text, make_triage_router, triage_one
 from core import logs
 from core.database import get_engine, session_scope, upgrade_schema
 from core.messages import IncomingMessage
 from core.settings import get_settings
+from handlers.router import make_router
 from integrations import service as integration_service
 from invoices import service as invoice_service
 from knowledge import service as knowledge_service

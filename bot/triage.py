@@ -3,11 +3,10 @@
 import json
 from typing import Any
 
-from bot.bootstrap import make_router
 from core.database import get_sessionmaker
 from core.messages import IncomingMessage
 from core.store import MemoryStore
-from handlers.router import Router
+from handlers.router import Router, make_router
 
 
 def make_triage_router() -> Router:

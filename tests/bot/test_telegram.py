@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from bot.app import create_app
-from bot.bootstrap import make_router, prepare_database
+from bot.bootstrap import prepare_database
 from bot.channels.telegram import inbound as telegram_bot
 from bot.channels.telegram import views
 from bot.channels.telegram.render import MAX_CALLBACK_BYTES, option_number, render, split_text, utf16_len
@@ -25,6 +25,7 @@ from core.messages import IncomingMessage
 from core.outbox.models import SENT, OutboxMessage
 from core.outbox.senders import RetryLater, Undeliverable
 from core.store import MemoryStore
+from handlers.router import make_router
 from tests.conftest import SHARED, clear_process_caches
 from tests.fakes.telegram import TOKEN, FakeTelegram
 

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from bot.bootstrap import make_router, prepare_database
+from bot.bootstrap import prepare_database
 from bot.models import metadata
 from core.clock import utc
 from core.conversation.models import ConversationTurn
@@ -26,6 +26,7 @@ from core.messages import IncomingMessage
 from core.outbox.models import OutboxMessage
 from core.settings import get_settings
 from core.store import MemoryStore
+from handlers.router import make_router
 from knowledge import service, unanswered, versions
 from knowledge.live import get_live_knowledge
 from knowledge.matcher import MatcherConfig

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.bootstrap import make_router, prepare_database
+from bot.bootstrap import prepare_database
 from bot.channels.telegram.render import MAX_CALLBACK_BYTES, keyboard
 from bot.triage import make_triage_router, triage_one
 from core.conversation.state import ChatState, GuideProgress, load, save
@@ -14,7 +14,7 @@ from core.messages import IncomingMessage
 from core.store import MemoryStore
 from handlers import guide as guide_handler
 from handlers import handoff
-from handlers.router import Router
+from handlers.router import Router, make_router
 from knowledge.guides import GUIDE_DIR, Guide, GuideError, check_guides, get_guides, load_guides, parse_guide
 from knowledge.service import default_entries
 from tests.conftest import REPO

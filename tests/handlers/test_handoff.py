@@ -3,11 +3,12 @@
 import pytest
 from sqlalchemy import select
 
-from bot.bootstrap import make_router, prepare_database
+from bot.bootstrap import prepare_database
 from core.database import session_scope
 from core.messages import IncomingMessage
 from core.outbox.models import OutboxMessage
 from core.store import MemoryStore
+from handlers.router import make_router
 from ticketing import lifecycle, replies, staff
 from ticketing import service as tickets
 from ticketing.models import Ticket

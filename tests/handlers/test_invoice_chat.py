@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.bootstrap import make_router, prepare_database
+from bot.bootstrap import prepare_database
 from core.database import session_scope
 from core.messages import IncomingMessage
 from core.outbox.models import OutboxMessage
 from core.store import MemoryStore
+from handlers.router import make_router
 from invoices import flows, service
 from invoices.backend import InvoiceRecord, InvoiceStatus
 from invoices.sql_backend import SqlInvoiceBackend

@@ -2,12 +2,13 @@
 
 import pytest
 
-from bot.bootstrap import make_router, prepare_database
+from bot.bootstrap import prepare_database
 from core.conversation import service as conversation_service
 from core.conversation.state import ChatState, load, save
 from core.database import session_scope
 from core.messages import IncomingMessage
 from core.store import MemoryStore
+from handlers.router import make_router
 
 
 class FakeClock:

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bot.app import create_app
-from bot.bootstrap import make_router
 from core.database import session_scope
 from core.messages import IncomingMessage
 from core.redact import mask
 from core.settings import get_settings
 from core.store import MemoryStore, get_store
+from handlers.router import make_router
 from merchants import service
 from merchants.models import BindingCode
 from ticketing.models import TicketEvent
