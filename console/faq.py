@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from console.errors import not_found
 from console.identity import Admin
 from console.pages import BASE, audit, author, author_names, done, failed, page
+from console.trial import OUTCOME_LABELS
 from core.web import DbSession, RowId
 from knowledge import service, unanswered, versions
 from knowledge.guides import get_guides
@@ -32,7 +33,6 @@ ERROR_TEXT = {
     "missing": "不能为空",
 }
 FIELD_NAMES = {"id": "编号", **versions.FIELD_LABELS}
-OUTCOME_SHORT = {"answer": "直接回答", "clarify": "让商户选择", "not_sure": "答不上"}
 
 
 def faq_path(faq_id: str) -> str:
@@ -178,7 +178,7 @@ def _editor(
         "authors": author_names(db_session),
         "self_check": _self_check(db_session, entry) if entry is not None and not errors else [],
         "has_guide": entry is not None and entry.id in get_guides(),
-        "outcomes": OUTCOME_SHORT,
+        "outcomes": OUTCOME_LABELS,
     }
     return page(request, db_session, "admin_faq_edit.html", context, status_code=status_code)
 
