@@ -1,4 +1,5 @@
-"""Logging: JSON lines with the request id, tax ids, phone numbers and tokens masked in every record."""
+"""Logging: plain text on a terminal, JSON lines elsewhere (or as set), with the request id, and tax ids, phone numbers
+and tokens masked in every record."""
 
 import contextvars
 import logging
@@ -28,18 +29,27 @@ class ScrubFilter(logging.Filter):
         except Exception:  # a bad format string: keep the raw message
             message = str(record.msg)
         record.msg, record.args = scrub(message), None
+        record.__dict__.pop("color_message", None)  # uvicorn's copy of the message with terminal colour codes
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True
 
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+FORMATS = ("auto", "json", "text")
+
+
+def resolve_format(fmt: str) -> str:
+    """ "text" or "json": "auto" is text when stderr is a terminal (a person reads it), JSON otherwise."""
+    if fmt == "auto":
+        return "text" if sys.stderr.isatty() else "json"
+    return fmt
 
 
 def make_handler(fmt: str = "json") -> logging.Handler:
-    """A stderr handler writing JSON lines (fmt "json") or plain text ("text"), scrubbed either way."""
+    """A stderr handler writing JSON lines (fmt "json"), plain text ("text") or either ("auto"), scrubbed."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if resolve_format(fmt) == "json":
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
@@ -53,7 +63,7 @@ def make_handler(fmt: str = "json") -> logging.Handler:
 
 
 def configure(*, level: int, fmt: str = "json") -> None:
-    """Send logs to stderr as JSON lines (fmt "json") or plain text ("text"), scrubbed either way."""
+    """Send logs to stderr as JSON lines (fmt "json"), plain text ("text") or either ("auto"), scrubbed."""
     handler = make_handler(fmt)
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = 4 * 1024 * 1024  # any request body; /wechat and /telegram have lower caps of their own
     inbound_messages_per_minute: int = 30  # per chat identity; more get a polite pause (0 turns it off)
     log_level: str = "INFO"
-    log_format: str = "json"  # "json" lines (with request ids) or "text"
+    log_format: str = "auto"  # "json" lines (with request ids), "text", or "auto": text on a terminal, else JSON
     metrics_token: str | None = None  # when set, /metrics needs "Authorization: Bearer <token>"
 
     # WeChat Official Account (公众号)

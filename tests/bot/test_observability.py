@@ -2,13 +2,14 @@
 
 import json
 import logging
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.app import create_app
-from core.logs import REQUEST_ID, ScrubFilter, scrub
+from core.logs import REQUEST_ID, ScrubFilter, configure, scrub
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -93,7 +94,6 @@ def test_database_outage_is_a_503_with_a_reason(client, monkeypatch):
 
 
 def test_logs_are_json_with_request_id_and_masked(capsys):
-    from core.logs import configure
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
@@ -123,6 +123,36 @@ def test_tokens_are_masked(secret):
         part not in scrubbed
         for part in ("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "ACCESS_TOKEN_VALUE_123", "my-admin-token-value")
     )
+
+
+def _log_line(capsys, fmt: str, *, tty: bool, monkeypatch) -> str:
+    """The last line one uvicorn-style record (with a coloured copy of its message) writes in format `fmt`."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure(level=logging.INFO, fmt=fmt)
+        coloured = "Uvicorn running on \x1b[1mhttp://127.0.0.1:8000\x1b[0m"
+        logging.getLogger("uvicorn.error").info(
+            "Uvicorn running on %s", "http://127.0.0.1:8000", extra={"color_message": coloured}
+        )
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_logs_on_a_terminal_are_plain_text_and_json_elsewhere(capsys, monkeypatch):
+    on_terminal = _log_line(capsys, "auto", tty=True, monkeypatch=monkeypatch)
+    assert on_terminal.endswith("Uvicorn running on http://127.0.0.1:8000") and not on_terminal.startswith("{")
+    piped = json.loads(_log_line(capsys, "auto", tty=False, monkeypatch=monkeypatch))
+    assert piped["message"] == "Uvicorn running on http://127.0.0.1:8000"
+    forced = json.loads(_log_line(capsys, "json", tty=True, monkeypatch=monkeypatch))
+    assert forced["logger"] == "uvicorn.error"
+
+
+def test_no_terminal_colour_codes_reach_the_logs(capsys, monkeypatch):
+    for fmt in ("json", "text"):
+        assert "\x1b" not in _log_line(capsys, fmt, tty=False, monkeypatch=monkeypatch)
 
 
 def test_scrub_filter_keeps_records_with_bad_format_strings():
