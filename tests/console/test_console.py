@@ -434,6 +434,21 @@ def test_agent_takes_replies_notes_tags_resolves_and_hands_back(console):
     assert missing.status_code == 404 and "不存在" in missing.text
 
 
+def test_text_typed_in_the_browser_is_stored_and_sent_with_plain_line_breaks(console):
+    admin, _ = logged_in(console, "root", role="admin")
+    client, _ = logged_in(console, "alice")
+    ticket_id = handoff("4242")
+    post(admin, "/console/admin/canned", {"title": "步骤", "body": "第一步\r\n第二步"})
+    assert post(client, f"/console/tickets/{ticket_id}/reply", {"text": "您好\r\n请稍等\r马上"}).status_code == 303
+    assert post(client, f"/console/tickets/{ticket_id}/note", {"text": "备注一\r\n备注二"}).status_code == 303
+    assert outbox("telegram", "4242") == ["您好\n请稍等\n马上"]
+    with session_scope() as db_session:
+        assert [c.body for c in replies.list_canned(db_session=db_session)] == ["第一步\n第二步"]
+        texts = [m.text for m in service.get_messages(db_session=db_session, ticket_id=ticket_id)]
+        notes = [n.text for n in service.get_notes(db_session=db_session, ticket_id=ticket_id)]
+    assert texts[-1] == "您好\n请稍等\n马上" and notes == ["备注一\n备注二"]
+
+
 def test_reply_is_refused_with_the_notice_once_the_wechat_window_closed(console):
     client, _ = logged_in(console, "alice")
     ticket_id = handoff("oWx1", channel="wechat", text="人工", now=utc() - timedelta(hours=49))
