@@ -546,6 +546,23 @@ def test_canned_replies_fill_variables_and_leave_unknown_ones_visible(tdb):
     assert do(replies.delete_canned, canned_id=canned.id) is True
 
 
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("{merchant_name}您好，请稍等", "您好，请稍等"),
+        ("您好 {merchant_name}，请稍等", "您好，请稍等"),
+        ("{merchant_name}，您好", "您好"),
+        ("尊敬的{merchant_name}，您好", "尊敬的客户，您好"),
+        ("{merchant_name}的发票已开出", "您的发票已开出"),
+    ],
+)
+def test_canned_replies_address_an_unbound_merchant_naturally(tdb, body, text):
+    ticket = handoff("m1", text="转人工").ticket
+    assert ticket.merchant_id is None
+    canned = do(replies.create_canned, title="问候", body=body)
+    assert do(replies.render_canned, canned_id=canned.id, ticket_id=ticket.id, agent_id=None) == text
+
+
 def test_resolve_asks_for_a_rating_and_the_answer_is_recorded(tdb):
     alice = agent("alice")
     ticket_id = handoff("42", text="转人工").ticket.id
