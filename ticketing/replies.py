@@ -36,8 +36,8 @@ VARIABLES = ("merchant_name", "ticket_number", "agent_name", "subject", "categor
 CSAT_SCORE = re.compile(r"^([1-5一二三四五])(?:\s*[分星])?(?:$|[\s,，。.!！:：、]+(.*)$)", re.DOTALL)
 CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 CSAT_THANKS = "感谢您的评价！我们会继续努力。"
-# {merchant_name} of a merchant not bound to a chat: 客户 after a form of address ("尊敬的客户"), nothing next to a 您
-# already there ("{merchant_name}您好", "您好 {merchant_name}，" read 您好), else 您 ("{merchant_name}的发票" → 您的发票).
+# {merchant_name} of a merchant not bound to a chat: 客户 after a form of address ("尊敬的客户"), nothing next to
+# a 您 already there ("{merchant_name}您好" and "您好 {merchant_name}，" read 您好), else 您 ("您的发票").
 UNBOUND_ADDRESSED = re.compile(r"(尊敬的|亲爱的)\s*\{merchant_name\}")
 UNBOUND_BESIDE_YOU = re.compile(
     r"\{merchant_name\}[\s,，、:：]*(?=您)|(?:(?<=您)|(?<=您好))[\s,，、]*\{merchant_name\}"

@@ -233,6 +233,7 @@ def test_handoff_reopens_a_recent_ticket_and_opens_a_new_one_after_the_reopen_wi
         ASSIGNED,
         1,
     )
+    do(replies.send, ticket_id=first, agent_id=alice, text="请再试一次", now=at(1, 9, month=12) + timedelta(days=3))
     do(lifecycle.hand_back_to_bot, ticket_id=first, actor_id=alice, now=at(1, 10, month=12) + timedelta(days=3))
     later = handoff("u1", text="还有问题", now=at(1, 10, month=12) + timedelta(days=11))
     assert later.outcome == "created" and later.ticket.id != first
