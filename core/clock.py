@@ -16,6 +16,11 @@ def utc(moment: datetime | None = None) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def beijing_if_naive(moment: datetime) -> datetime:
+    """The moment with Beijing time assumed when it has no zone, as invoice platforms and merchants write it."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
+
+
 def beijing_today() -> date:
     """Today's date in Beijing, the day merchants mean by 今天 (the server's own zone may be UTC)."""
     return datetime.now(BEIJING).date()

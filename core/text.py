@@ -11,6 +11,7 @@ from pypinyin import Style, lazy_pinyin
 _UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _SPACE = re.compile(r"\s+")
+_LINE_BREAK = re.compile(r"\r\n?")
 _LATIN = re.compile(r"[a-z]+")
 # Device and platform error codes: 6 hex-like characters with at least one digit and one letter.
 _ERROR_CODE = re.compile(r"(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{6}(?![0-9a-z])")
@@ -21,6 +22,11 @@ def clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub("", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def unix_newlines(text: str) -> str:
+    """Text with CRLF and lone CR line breaks as LF (browsers submit a textarea's lines with CRLF)."""
+    return _LINE_BREAK.sub("\n", text)
 
 
 def fold(text: str) -> str:

@@ -47,7 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
-from core.clock import BEIJING
+from core.clock import beijing_if_naive
 from core.settings import Settings, get_settings
 from core.store import Store
 from invoices.backend import BackendUnavailable, InvoiceRecord, InvoiceStatus, Lookup, parse_status
@@ -134,8 +134,7 @@ def _datetime(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError("timestamp is not a string")
-    moment = datetime.fromisoformat(value.strip())
-    return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
+    return beijing_if_naive(datetime.fromisoformat(value.strip()))
 
 
 def _red_confirmation(value: Any) -> str | None:

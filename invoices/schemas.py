@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.clock import beijing_if_naive
 from core.identifiers import check_taxpayer_id
 from core.text import clean
 from invoices.backend import InvoiceRecord, InvoiceStatus, parse_status
@@ -35,7 +36,7 @@ class InvoiceIn(BaseModel):
     buyer_tax_id: str | None = None
     buyer_name: str | None = Field(default=None, max_length=200)
     total: str | None = Field(default=None, max_length=32)
-    issued_at: datetime | None = None
+    issued_at: datetime | None = Field(default=None, description="ISO 8601; a time without an offset is Beijing time")
     failure_reason: str | None = Field(default=None, max_length=2000)
     red_confirmation: str | None = Field(default=None, max_length=4)
     delivered_via: str | None = Field(default=None, max_length=32)
@@ -44,6 +45,11 @@ class InvoiceIn(BaseModel):
     @classmethod
     def _status(cls, value: object) -> InvoiceStatus:
         return parse_status(value)
+
+    @field_validator("issued_at")
+    @classmethod
+    def _beijing(cls, value: datetime | None) -> datetime | None:
+        return beijing_if_naive(value) if value else value
 
     @field_validator("number", "code", mode="before")
     @classmethod

@@ -23,6 +23,8 @@ def _row_values(record: InvoiceRecord) -> dict:
     values["code"] = record.code or NO_CODE
     values["status"] = record.status.value
     values["updated_at"] = utc(record.updated_at)
+    # SQLite drops the offset of what it stores (and returns it naive, read as UTC): store UTC on every database.
+    values["issued_at"] = utc(record.issued_at) if record.issued_at else None
     return values
 
 

@@ -4,6 +4,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.text import unix_newlines
+
 SLUG = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 
 
@@ -27,6 +29,11 @@ class FaqIn(BaseModel):
         if not SLUG.match(value):
             raise ValueError("id must be a slug: lower-case letters, digits and underscores, starting with a letter")
         return value
+
+    @field_validator("question", "answer", "source", mode="before")
+    @classmethod
+    def _newlines(cls, value: object) -> object:
+        return unix_newlines(value) if isinstance(value, str) else value
 
     @field_validator("alternates", "keywords")
     @classmethod

@@ -27,6 +27,7 @@ from core.conversation.models import ConversationTurn
 from core.database import session_scope
 from core.outbox import service as outbox_service
 from core.settings import get_settings
+from core.text import unix_newlines
 from ticketing import service as ticket_service
 from ticketing.incident_models import CLOSED, OPEN, Incident, IncidentIdentity, IncidentTicket
 from ticketing.models import Ticket
@@ -278,7 +279,7 @@ def publish_notice(
 ) -> Incident:
     """Publish (or reword) the notice merchants on this topic get while the incident is open."""
     now = utc(now)
-    cleaned = text.replace("\x00", "").strip()
+    cleaned = unix_newlines(text.replace("\x00", "")).strip()
     if not cleaned:
         raise IncidentError("公告内容不能为空")
     if len(cleaned) > MAX_NOTICE_CHARS:

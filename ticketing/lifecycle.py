@@ -257,9 +257,14 @@ def hand_back_to_bot(
     reason: str = HANDED_BACK,
     now: datetime | None = None,
 ) -> Ticket:
-    """Close the ticket and let the bot answer the merchant again, telling the merchant so."""
+    """Close the ticket and let the bot answer the merchant again, telling the merchant so. Staff may hand back only
+    a ticket a person has answered (an agent reply, or resolved): TicketError otherwise."""
     now = utc(now)
     ticket = lock(db_session=db_session, ticket_id=ticket_id)
+    if reason == HANDED_BACK and ticket.last_agent_message_at is None and ticket.state != RESOLVED:
+        raise TicketError(
+            f"工单 {ticket.number} 还没有客服回复过商户，不能转回智能助手：请先回复商户，或将工单标记为已解决"
+        )
     apply_transition(db_session, ticket, CLOSED, now=now, actor_id=actor_id, reason=reason)
     if notify:
         text = IDLE_NOTICE if reason == IDLE else HANDED_BACK_NOTICE

@@ -36,6 +36,13 @@ VARIABLES = ("merchant_name", "ticket_number", "agent_name", "subject", "categor
 CSAT_SCORE = re.compile(r"^([1-5一二三四五])(?:\s*[分星])?(?:$|[\s,，。.!！:：、]+(.*)$)", re.DOTALL)
 CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 CSAT_THANKS = "感谢您的评价！我们会继续努力。"
+# {merchant_name} of a merchant not bound to a chat: 客户 after a form of address ("尊敬的客户"), nothing next to
+# a 您 already there ("{merchant_name}您好" and "您好 {merchant_name}，" read 您好), else 您 ("您的发票").
+UNBOUND_ADDRESSED = re.compile(r"(尊敬的|亲爱的)\s*\{merchant_name\}")
+UNBOUND_BESIDE_YOU = re.compile(
+    r"\{merchant_name\}[\s,，、:：]*(?=您)|(?:(?<=您)|(?<=您好))[\s,，、]*\{merchant_name\}"
+)
+UNBOUND_NAME = "您"
 MAX_CANNED_TITLE_CHARS = 100
 
 
@@ -147,11 +154,18 @@ def unknown_variables(body: str) -> list[str]:
     return sorted({name for name in VARIABLE.findall(body) if name not in VARIABLES})
 
 
+def address_unbound(body: str) -> str:
+    """A body with {merchant_name} filled for a merchant without a name: never "您您好" or "您好 您"."""
+    body = UNBOUND_ADDRESSED.sub(r"\1客户", body)
+    return UNBOUND_BESIDE_YOU.sub("", body).replace("{merchant_name}", UNBOUND_NAME)
+
+
 def variables_for(*, db_session: Session, ticket: Ticket, agent: StaffUser | None) -> dict[str, str]:
-    """The values canned replies can use for a ticket and agent."""
+    """The values canned replies can use for a ticket and agent (no merchant_name for an unbound merchant)."""
     merchant = db_session.get(Merchant, ticket.merchant_id) if ticket.merchant_id else None
+    names = {"merchant_name": merchant.name} if merchant is not None else {}
     return {
-        "merchant_name": merchant.name if merchant is not None else "您",
+        **names,
         "ticket_number": ticket.number,
         "agent_name": agent.display_name if agent is not None else "客服",
         "subject": ticket.subject or "",
@@ -251,7 +265,9 @@ def render_canned(*, db_session: Session, canned_id: int, ticket_id: int, agent_
         raise ReplyError("快捷回复不存在")
     ticket = service.require(db_session=db_session, ticket_id=ticket_id)
     agent = db_session.get(StaffUser, agent_id) if agent_id is not None else None
-    return render_template(canned.body, variables_for(db_session=db_session, ticket=ticket, agent=agent))
+    variables = variables_for(db_session=db_session, ticket=ticket, agent=agent)
+    body = canned.body if "merchant_name" in variables else address_unbound(canned.body)
+    return render_template(body, variables)
 
 
 # --- CSAT ----------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.conversation import service as conversation_service
+from core.text import unix_newlines
 from ticketing.models import (
     ACTIVE,
     UNCLOSED,
@@ -193,8 +194,8 @@ def record_event(
 
 
 def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    """Text as stored: NUL replaced, trimmed; TicketError when empty or longer than `limit`."""
-    cleaned = conversation_service.storable(text).strip()
+    """Text as stored: NUL replaced, line breaks as LF, trimmed; TicketError when empty or longer than `limit`."""
+    cleaned = unix_newlines(conversation_service.storable(text)).strip()
     if not cleaned:
         raise TicketError("内容不能为空")
     if len(cleaned) > limit:

@@ -718,6 +718,19 @@ def test_an_edit_in_the_console_changes_the_bots_answer_at_once_and_a_rollback_u
     assert "回滚到 v" in history and "回滚到此版本" in history
 
 
+def test_an_answer_edited_in_the_browser_is_stored_with_plain_line_breaks(console):
+    _, csrf = login(console, "admin1")
+    with session_scope() as db_session:
+        form = editor_form(
+            service.get(db_session=db_session, faq_id="busy_server"), answer="第一步：刷新。\r\n第二步：重试。\r第三步"
+        )
+    assert post(console, "faq/busy_server", csrf, form).status_code == 303
+    with session_scope() as db_session:
+        assert (
+            service.get(db_session=db_session, faq_id="busy_server").answer == "第一步：刷新。\n第二步：重试。\n第三步"
+        )
+
+
 def test_admins_see_and_edit_the_rule_an_answer_rests_on(console):
     _, csrf = login(console, "admin1")
     with session_scope() as db_session:

@@ -414,10 +414,11 @@ def test_agent_takes_replies_notes_tags_resolves_and_hands_back(console):
     assert outbox("telegram", "4242")[-1] == lifecycle.CSAT_QUESTION
 
     second = handoff("5151")
+    post(client, f"/console/tickets/{second}/reply", {"text": "已为您处理好"})
     assert post(client, f"/console/tickets/{second}/hand-back").status_code == 303
     ended = fetch(second)
     assert (ended.state, ended.close_reason) == (CLOSED, HANDED_BACK)
-    assert outbox("telegram", "5151") == [lifecycle.HANDED_BACK_NOTICE]
+    assert outbox("telegram", "5151") == ["已为您处理好", lifecycle.HANDED_BACK_NOTICE]
 
     acted = {(e.ticket_id, e.action) for e in events() if e.actor_id == alice}
     assert {
@@ -432,6 +433,38 @@ def test_agent_takes_replies_notes_tags_resolves_and_hands_back(console):
     assert "客服回复" in timeline and "添加备注" in timeline
     missing = client.get("/console/tickets/999999")
     assert missing.status_code == 404 and "不存在" in missing.text
+
+
+def test_text_typed_in_the_browser_is_stored_and_sent_with_plain_line_breaks(console):
+    admin, _ = logged_in(console, "root", role="admin")
+    client, _ = logged_in(console, "alice")
+    ticket_id = handoff("4242")
+    post(admin, "/console/admin/canned", {"title": "步骤", "body": "第一步\r\n第二步"})
+    assert post(client, f"/console/tickets/{ticket_id}/reply", {"text": "您好\r\n请稍等\r马上"}).status_code == 303
+    assert post(client, f"/console/tickets/{ticket_id}/note", {"text": "备注一\r\n备注二"}).status_code == 303
+    assert outbox("telegram", "4242") == ["您好\n请稍等\n马上"]
+    with session_scope() as db_session:
+        assert [c.body for c in replies.list_canned(db_session=db_session)] == ["第一步\n第二步"]
+        texts = [m.text for m in service.get_messages(db_session=db_session, ticket_id=ticket_id)]
+        notes = [n.text for n in service.get_notes(db_session=db_session, ticket_id=ticket_id)]
+    assert texts[-1] == "您好\n请稍等\n马上" and notes == ["备注一\n备注二"]
+
+
+def test_a_ticket_no_agent_answered_cannot_be_handed_back_to_the_bot(console):
+    client, _ = logged_in(console, "alice")
+    ticket_id = handoff("4242")
+    post(client, f"/console/tickets/{ticket_id}/take")
+    refused = post(client, f"/console/tickets/{ticket_id}/hand-back", follow_redirects=True)
+    assert "还没有客服回复过商户，不能转回智能助手" in " ".join(flashes(refused))
+    assert fetch(ticket_id).state == ASSIGNED and outbox("telegram", "4242") == []
+    post(client, f"/console/tickets/{ticket_id}/reply", {"text": "您好，问题已处理"})
+    assert post(client, f"/console/tickets/{ticket_id}/hand-back").status_code == 303
+    assert fetch(ticket_id).close_reason == HANDED_BACK
+    resolved = handoff("5151")
+    post(client, f"/console/tickets/{resolved}/take")
+    post(client, f"/console/tickets/{resolved}/resolve")
+    assert post(client, f"/console/tickets/{resolved}/hand-back").status_code == 303, "a resolved ticket may go back"
+    assert fetch(resolved).close_reason == HANDED_BACK
 
 
 def test_reply_is_refused_with_the_notice_once_the_wechat_window_closed(console):

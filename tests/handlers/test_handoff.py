@@ -132,8 +132,11 @@ def test_agent_reply_resolve_and_rating(router):
 def test_staff_can_hand_the_conversation_back(router):
     say(router, "转人工")
     with session_scope() as db_session:
+        agent_id = staff.create(db_session=db_session, username="li", password="correct horse battery").id
+    with session_scope() as db_session:
+        replies.send(db_session=db_session, ticket_id=only_ticket().id, agent_id=agent_id, text="已为您处理好。")
         lifecycle.hand_back_to_bot(db_session=db_session, ticket_id=only_ticket().id)
-    assert outbox_texts(), "the merchant is told the bot is back"
+    assert outbox_texts()[-1] == lifecycle.HANDED_BACK_NOTICE, "the merchant is told the bot is back"
     assert say(router, "你好").intent == "greeting"
 
 

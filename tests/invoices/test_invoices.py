@@ -358,3 +358,20 @@ def test_two_claimers_never_take_the_same_watch(app_env):
             len(watches.claim_due(db_session=db_session, limit=50, lease_seconds=60, now=now + timedelta(minutes=2)))
             == 20
         )
+
+
+def test_issue_time_reads_as_beijing_time_after_storage(client):
+    """14:30 Beijing time fed with its offset (or without one) reads 14:30, never 22:30, after a round trip."""
+    from console.templating import localtime
+
+    feed(
+        client,
+        invoice(issued_at="2026-11-20T14:30:00+08:00"),
+        invoice("25112000000087654321", issued_at="2026-11-20 14:30"),
+    )
+    for number in (DIGITAL, "25112000000087654321"):
+        with session_scope() as db_session:
+            record = service.to_record(service.get(db_session=db_session, code=None, number=number))
+        assert record.issued_at == datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+        assert "开票时间：2026-11-20 14:30" in explain.explain(record).text
+        assert localtime(record.issued_at) == "2026-11-20 14:30"

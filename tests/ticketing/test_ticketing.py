@@ -233,6 +233,7 @@ def test_handoff_reopens_a_recent_ticket_and_opens_a_new_one_after_the_reopen_wi
         ASSIGNED,
         1,
     )
+    do(replies.send, ticket_id=first, agent_id=alice, text="请再试一次", now=at(1, 9, month=12) + timedelta(days=3))
     do(lifecycle.hand_back_to_bot, ticket_id=first, actor_id=alice, now=at(1, 10, month=12) + timedelta(days=3))
     later = handoff("u1", text="还有问题", now=at(1, 10, month=12) + timedelta(days=11))
     assert later.outcome == "created" and later.ticket.id != first
@@ -544,6 +545,23 @@ def test_canned_replies_fill_variables_and_leave_unknown_ones_visible(tdb):
     do(replies.update_canned, canned_id=canned.id, body="{agent_name}为您服务")
     assert do(replies.render_canned, canned_id=canned.id, ticket_id=ticket.id, agent_id=None) == "客服为您服务"
     assert do(replies.delete_canned, canned_id=canned.id) is True
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("{merchant_name}您好，请稍等", "您好，请稍等"),
+        ("您好 {merchant_name}，请稍等", "您好，请稍等"),
+        ("{merchant_name}，您好", "您好"),
+        ("尊敬的{merchant_name}，您好", "尊敬的客户，您好"),
+        ("{merchant_name}的发票已开出", "您的发票已开出"),
+    ],
+)
+def test_canned_replies_address_an_unbound_merchant_naturally(tdb, body, text):
+    ticket = handoff("m1", text="转人工").ticket
+    assert ticket.merchant_id is None
+    canned = do(replies.create_canned, title="问候", body=body)
+    assert do(replies.render_canned, canned_id=canned.id, ticket_id=ticket.id, agent_id=None) == text
 
 
 def test_resolve_asks_for_a_rating_and_the_answer_is_recorded(tdb):
