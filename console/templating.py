@@ -17,6 +17,8 @@ from console.identity import current_staff
 from core.clock import utc
 from core.database import session_scope
 from core.settings import get_settings
+from knowledge.guides import get_guides
+from knowledge.models import FaqEntry
 from ticketing.models import PRIORITY_LABELS, ROLE_ADMIN, STATE_LABELS, StaffUser
 from ticketing.sla import CLOCK_LABELS
 
@@ -90,6 +92,141 @@ ACTION_LABELS = {
     "binding_locked": "税号绑定锁定（错误尝试过多）",
 }
 
+# Ticket categories: the shipped FAQ categories and ticketing's own; an admin-named category shows as typed.
+CATEGORY_LABELS = {
+    "general": "一般咨询",
+    "invoice": "发票问题",
+    "complaint": "投诉",
+    "buyer_info": "购买方信息",
+    "compliance": "税务合规",
+    "deduction": "抵扣勾选",
+    "delivery": "发票交付",
+    "filing": "申报与清卡",
+    "identifiers": "发票代码与号码",
+    "issuing": "开具发票",
+    "login_ca_ukey": "登录与证书/UKey",
+    "lost_invoice": "发票丢失",
+    "missing_data": "发票查不到",
+    "printing": "打印",
+    "quota": "开票额度",
+    "red_reversal": "红字发票",
+    "registration": "开票准备与变更",
+    "special_invoicing": "特殊开票",
+    "system_busy": "系统繁忙",
+    "tax_rates": "税率",
+    "thresholds": "起征点与纳税人类型",
+    "verification": "发票查验",
+    "voiding": "发票作废",
+}
+RULE_LABELS = {
+    "default": "默认",
+    "complaint": "投诉",
+    "issue_failure_in_hours": "开票失败（工作时间内）",
+    "issue_failure_off_hours": "开票失败（工作时间外）",
+}
+REASON_LABELS = {
+    "manual": "手动",
+    "handoff": "再次转人工",
+    "merchant_message": "商户发来新消息",
+    "merchant_reply": "商户回复",
+    "merchant_ended": "商户结束人工服务",
+    "released": "退回队列",
+    "reply": "客服回复后等待商户",
+    "resumed": "恢复处理",
+    "claim": "领取",
+    "take": "接手",
+    "transfer": "转交",
+    "auto": "自动分配",
+    "closed": "客服关闭",
+    "resolved": "解决后自动关闭",
+    "handed_back": "交还智能助手",
+    "idle": "长时间无消息",
+    "replaced": "已由新工单取代",
+}
+OUTCOME_LABELS = {"created": "新建工单", "reopened": "重新打开", "appended": "追加到已有工单"}
+INCIDENT_STATUS_LABELS = {"open": "进行中", "closed": "已关闭"}
+# How an event's fields are named in the timeline and the audit log; ids and raw payloads are not shown.
+FIELD_LABELS = {
+    "state": "状态",
+    "priority": "优先级",
+    "category": "分类",
+    "rule": "规则",
+    "reason": "原因",
+    "how": "方式",
+    "outcome": "结果",
+    "assignee_id": "处理人",
+    "reopened_count": "重开次数",
+    "score": "评分",
+    "comment": "留言",
+    "tags": "标签",
+    "topic": "问题",
+    "status": "状态",
+    "notice": "公告",
+    "merchants": "商户数",
+    "affected": "受影响商户",
+    "role": "角色",
+    "username": "用户名",
+    "capacity": "接单上限",
+    "display_name": "显示名称",
+    "active": "启用",
+    "enabled": "启用",
+    "version": "版本",
+    "question": "问题",
+    "text": "内容",
+}
+HIDDEN_FIELDS = frozenset({"event", "ip", "window_started_at", "opened_at"})
+VALUE_LABELS: dict[str, dict] = {
+    "state": STATE_LABELS,
+    "priority": PRIORITY_LABELS,
+    "category": CATEGORY_LABELS,
+    "rule": RULE_LABELS,
+    "reason": REASON_LABELS,
+    "how": REASON_LABELS,
+    "outcome": OUTCOME_LABELS,
+    "role": ROLE_LABELS,
+    "status": INCIDENT_STATUS_LABELS,
+}
+
+
+def category_label(category: str | None) -> str:
+    """A ticket category as staff read it ("general" is 一般咨询); one an admin named shows as typed."""
+    return CATEGORY_LABELS.get(category or "", category or "—")
+
+
+def topic_label(topic: str | None) -> str:
+    """An FAQ or guide topic as staff read it: its guide's title ("busy_server" is 提示“服务器繁忙…”) or its FAQ
+    question; as stored when neither is known."""
+    if not topic:
+        return "—"
+    guide = get_guides().get(topic)
+    if guide is not None:
+        return guide.title
+    with session_scope() as db_session:
+        entry = db_session.get(FaqEntry, topic)
+        return entry.question if entry is not None else topic
+
+
+def change_items(values: dict[str, Any] | None, names: dict[int, str] | None = None) -> list[tuple[str, str]]:
+    """An event's before/after fields as (Chinese name, readable value) pairs, without internal ids."""
+    items = []
+    for key, value in (values or {}).items():
+        if key in HIDDEN_FIELDS or (key.endswith("_id") and key != "assignee_id") or key == "id":
+            continue
+        if key == "assignee_id":
+            shown = (names or {}).get(value, "—") if value is not None else "未分配"
+        elif key == "topic":
+            shown = topic_label(value)
+        elif isinstance(value, bool):
+            shown = "是" if value else "否"
+        elif isinstance(value, list):
+            shown = "、".join(str(v) for v in value) or "—"
+        elif value is None:
+            shown = "—"
+        else:
+            shown = VALUE_LABELS.get(key, {}).get(value, str(value))
+        items.append((FIELD_LABELS.get(key, key), shown))
+    return items
+
 
 def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A moment in the business time zone (TICKET_TIMEZONE), "—" for None."""
@@ -118,7 +255,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(localtime=localtime, duration=duration)
+    env.filters.update(
+        localtime=localtime, duration=duration, category=category_label, topic=topic_label, change_items=change_items
+    )
     env.globals.update(
         STATE_LABELS=STATE_LABELS,
         PRIORITY_LABELS=PRIORITY_LABELS,
@@ -129,6 +268,8 @@ def _environment() -> jinja2.Environment:
         AUTHOR_LABELS=AUTHOR_LABELS,
         DELIVERY_LABELS=DELIVERY_LABELS,
         ACTION_LABELS=ACTION_LABELS,
+        REASON_LABELS=REASON_LABELS,
+        CATEGORY_LABELS=CATEGORY_LABELS,
     )
     return env
 

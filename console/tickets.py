@@ -20,6 +20,7 @@ from console.templating import render
 from core.web import DbSession, RowId
 from invoices import service as invoice_service
 from invoices.explain import LABELS as INVOICE_LABELS
+from knowledge.guides import get_guides
 from knowledge.models import FaqEntry
 from merchants import service as merchant_service
 from ticketing import assignment, incidents, labels, lifecycle, queue, replies, service
@@ -183,6 +184,36 @@ def claim_next(request: Request, user: Agent, db_session: DbSession) -> Response
 # --- one ticket ----------------------------------------------------------------------------------------------
 
 
+def _guide_progress(saved: Any) -> dict[str, Any] | None:
+    """Where the merchant got to in a troubleshooting guide, in words: the guide's title, "第N步：<question>", how
+    it stands and the answers given; None when there is no usable progress."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("guide"), str):
+        return None
+    guides = get_guides()
+    guide = guides.get(saved["guide"])
+    path = [entry for entry in saved.get("path") or [] if isinstance(entry, list) and len(entry) == 3]
+    answers = []
+    for guide_id, step_id, label in path:
+        found = guides.get(guide_id)
+        step = found.step(step_id) if found is not None else None
+        answers.append((step.text if step is not None else "已回答的问题", label))
+    values = saved.get("values") if isinstance(saved.get("values"), dict) else {}
+    answers += [("商户发来", str(value)) for value in values.values()]
+    step = guide.step(saved.get("step") or "") if guide is not None else None
+    if saved.get("feedback"):
+        status = "已给出解决办法，等待商户确认是否解决"
+    elif saved.get("paused"):
+        status = "商户中途问了别的，排查已暂停"
+    else:
+        status = ""
+    return {
+        "title": guide.title if guide is not None else "排查指南",
+        "where": f"第{len(path) + 1}步：{step.text}" if step is not None else f"已回答 {len(path)} 个问题",
+        "status": status,
+        "answers": answers,
+    }
+
+
 def _merchant_context(db_session: Session, ticket: Ticket) -> dict[str, Any]:
     """What the console shows beside the transcript: merchant, FAQ topic, what the bot learned, the invoice."""
     context = ticket.context or {}
@@ -201,7 +232,7 @@ def _merchant_context(db_session: Session, ticket: Ticket) -> dict[str, Any]:
         "topic": topic,
         "faq": faq,
         "learned": context.get("learned") if isinstance(context.get("learned"), dict) else None,
-        "guide": context.get("guide") if isinstance(context.get("guide"), dict) else None,
+        "guide": _guide_progress(context.get("guide")),
         "invoice": invoice,
         "stored_invoice": stored,
         "invoice_labels": INVOICE_STATUS_LABELS,
@@ -237,6 +268,7 @@ def _ticket_page(
         "can_handle": ticket.assignee_id in (None, user.id) or _is_admin(user),
         "is_admin": _is_admin(user),
         "priorities": PRIORITIES,
+        "open_incidents": incidents.open_incidents(db_session=db_session),
         **_merchant_context(db_session, ticket),
     }
     return render(request, "ticket.html", context, status_code=status_code)
@@ -269,7 +301,9 @@ def reply(
     text: Annotated[str, Form()] = "",
     wait: Annotated[str, Form()] = "",
 ) -> Response:
-    """Send a reply to the merchant through the outbox (refused, keeping the draft, when WeChat's window closed)."""
+    """Send a reply to the merchant through the outbox (refused, keeping the draft, when WeChat's window closed or an
+    unassigned ticket would take the agent past their capacity: capacity bounds manual takes too, not only
+    auto-assignment)."""
     _require_ticket(db_session, ticket_id)
     try:
         replies.send(
@@ -278,6 +312,10 @@ def reply(
     except replies.WindowClosed as exc:
         db_session.rollback()
         return _ticket_page(request, db_session, user, ticket_id, draft=text, error=str(exc), status_code=409)
+    except assignment.AtCapacity as exc:
+        db_session.rollback()
+        error = f"回复未发送：{exc}，无法接下此工单。草稿已保留，请先解决或转出手上的工单，或请管理员分配。"
+        return _ticket_page(request, db_session, user, ticket_id, draft=text, error=error, status_code=409)
     except TicketError as exc:
         db_session.rollback()
         return _ticket_page(request, db_session, user, ticket_id, draft=text, error=str(exc), status_code=400)

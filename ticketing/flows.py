@@ -17,7 +17,8 @@ from ticketing.models import ACTIVE, RESOLVED, StaffUser, Ticket
 
 log = logging.getLogger(__name__)
 
-COURTESY = re.compile(r"^(谢谢(你|您|啦|了)?|多谢|感谢|好的?|好滴|嗯+|哦+|收到|ok|okay|thanks?|👍)$", re.IGNORECASE)
+# A bare thank-you or "ok" (one or several: "好的谢谢", "👍👍"); the bot passes its own, finer reading instead.
+COURTESY = re.compile(r"^(谢谢(你|您|啦|了)?|多谢|感谢|好的?|好滴|嗯+|哦+|收到|ok|okay|thanks?|👍)+$", re.IGNORECASE)
 COURTESY_REPLY = "不客气，祝您工作顺利！如还有问题，随时留言。"
 STRIP = re.compile(r"[\s,，。.!！~～、]+")
 
@@ -39,10 +40,17 @@ class InboundOutcome:
 
 
 def route_merchant_message(
-    *, db_session: Session, channel: str, user_id: str, text: str, now: datetime | None = None
+    *,
+    db_session: Session,
+    channel: str,
+    user_id: str,
+    text: str,
+    courtesy: bool | None = None,
+    now: datetime | None = None,
 ) -> InboundOutcome:
     """Call before the bot routes a message: an active ticket takes the message; a resolved one takes a rating or a
-    thank-you, and any other message within TICKET_REOPEN_DAYS reopens it; otherwise the bot carries on."""
+    thank-you (`courtesy`, else COURTESY decides: logged, no reopen), and any other message within TICKET_REOPEN_DAYS
+    reopens it; otherwise the bot carries on."""
     now = utc(now)
     ticket = service.get_unclosed_for(db_session=db_session, channel=channel, user_id=user_id)
     if ticket is None or not text.strip():
@@ -57,7 +65,7 @@ def route_merchant_message(
         handoff.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         replies.record_csat(db_session=db_session, ticket_id=ticket.id, score=rating[0], comment=rating[1], now=now)
         return InboundOutcome("csat", ticket, replies.CSAT_THANKS)
-    if COURTESY.match(STRIP.sub("", text)):
+    if courtesy if courtesy is not None else COURTESY.match(STRIP.sub("", text)):
         handoff.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         return InboundOutcome("acknowledged", ticket, COURTESY_REPLY)
     if utc(ticket.resolved_at or now) < now - timedelta(days=get_settings().ticket_reopen_days):

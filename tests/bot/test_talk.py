@@ -10,8 +10,9 @@ from bot.app import create_app
 from core.database import session_scope
 from handlers import human
 from tests.bot.test_wechat import full_app, is_ack, post, reply_content, set_wechat_env, text_push
+from ticketing import assignment, lifecycle, replies, staff
 from ticketing import service as tickets
-from ticketing.models import Ticket
+from ticketing.models import RESOLVED, Ticket
 
 
 class Clock:
@@ -176,6 +177,25 @@ def test_small_talk_while_a_person_has_it_goes_to_the_ticket(client, clock):
     (ticket,) = all_tickets()
     assert chat(client, "谢谢")["text"] == ""
     assert "谢谢" in merchant_lines(ticket.id)
+
+
+def test_thanks_after_the_rating_is_logged_and_neither_reopens_the_ticket_nor_restarts_its_clocks(client, clock):
+    chat(client, "转人工")
+    (ticket,) = all_tickets()
+    with session_scope() as db_session:
+        agent = staff.create(db_session=db_session, username="alice", password="correct horse", role="agent")
+        assignment.take(db_session=db_session, ticket_id=ticket.id, agent_id=agent.id)
+        lifecycle.resolve(db_session=db_session, ticket_id=ticket.id, actor_id=agent.id)
+    assert chat(client, "5")["text"] == replies.CSAT_THANKS
+    (rated,) = all_tickets()
+    for text in ("谢谢", "好的谢谢", "👍", "好的 谢谢您", "👍👍"):
+        assert chat(client, text)["text"], f"{text}: a short reply"
+        (now,) = all_tickets()
+        assert (now.state, now.reopened_count, now.sla_started_at) == (RESOLVED, 0, rated.sla_started_at), text
+        assert text in merchant_lines(ticket.id), f"{text}: logged to the conversation"
+    assert "重新打开" in chat(client, "好的，那红字发票怎么开")["text"], "a real question still reopens it"
+    (reopened,) = all_tickets()
+    assert (reopened.state, reopened.reopened_count) != (RESOLVED, 0)
 
 
 # --- the same through WeChat ---

@@ -22,6 +22,7 @@ from core.database import get_engine, session_scope
 from core.outbox.models import OutboxMessage
 from ticketing import handoff as ticket_handoff
 from ticketing import lifecycle, replies, service, staff
+from ticketing.incident_models import Incident
 from ticketing.models import ASSIGNED, CLOSED, HANDED_BACK, NEW, RESOLVED, StaffUser, Ticket, TicketEvent
 
 PASSWORD = "correct horse battery"
@@ -478,6 +479,73 @@ def test_reply_is_refused_with_the_notice_once_the_wechat_window_closed(console)
     assert lifecycle.WINDOW_CLOSED_NOTICE in refused.text and "还在吗" in refused.text, "notice shown, draft kept"
     assert outbox("wechat", "oWx1") == []
     assert fetch(ticket_id).state == NEW
+
+
+def test_a_reply_typed_at_capacity_is_not_lost(console):
+    client, alice = logged_in(console, "alice", capacity=1)
+    held, waiting = handoff("5001"), handoff("5002")
+    assert post(client, f"/console/tickets/{held}/take").status_code == 303
+    refused = post(client, f"/console/tickets/{waiting}/reply", {"text": "您好，发票已为您重开"})
+    assert refused.status_code == 409
+    assert "您好，发票已为您重开" in refused.text, "the draft stays in the reply box"
+    assert "接单上限" in refused.text and "未发送" in refused.text, "a clear reason, in Chinese"
+    assert outbox("telegram", "5002") == [] and fetch(waiting).assignee_id is None
+    assert fetch(held).assignee_id == alice
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees of a page: the text between tags, no markup or attributes."""
+    body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.DOTALL)
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+def test_ticket_queue_and_audit_pages_show_chinese_labels_not_internal_codes(console):
+    client, _ = logged_in(console, "alice")
+    admin, _ = logged_in(console, "root", role="admin")
+    guide = {
+        "guide": "busy_server",
+        "step": "query",
+        "path": [["busy_server", "where", "点了提交开票之后"], ["busy_server", "submitted", "没显示，不确定"]],
+        "feedback": False,
+        "paused": False,
+        "idle": 0,
+        "values": {},
+    }
+    ticket_id = handoff("7001", text="转人工", topic="busy_server", guide=guide)
+    now = utc()
+    with session_scope() as db_session:
+        db_session.add(Incident(topic="busy_server", window_started_at=now, opened_at=now, affected_count=6))
+    post(client, f"/console/tickets/{ticket_id}/take")
+    assert post(client, f"/console/tickets/{ticket_id}/reply", {"text": "正在处理"}).status_code == 303
+    assert post(client, f"/console/tickets/{ticket_id}/category", {"category": "buyer_info"}).status_code == 303
+
+    page = client.get(f"/console/tickets/{ticket_id}")
+    shown = visible_text(page.text)
+    for raw in ("busy_server", "rule=", "outbox_message_id", "message_id", "buyer_info", "general", "'path'", "[["):
+        assert raw not in shown, f"{raw!r} is shown to the agent"
+    guide_title = "提示“服务器繁忙，请稍后再试”"
+    assert "事件进行中：" in shown and f"「{guide_title}」" in shown, "the incident by its title"
+    assert "第3步：查询结果是哪种情况？" in shown and "点了提交开票之后" in shown, "guide progress in words"
+    assert "分类：一般咨询" in shown and "分类：购买方信息" in shown and "规则：默认" in shown
+    assert "<tr><th>分类</th><td>购买方信息</td></tr>" in page.text, "the ticket's category by its label"
+
+    queue = visible_text(client.get("/console/queue").text)
+    assert "购买方信息" in queue and "buyer_info" not in queue and "busy_server" not in queue
+    audit = visible_text(admin.get("/console/admin/audit").text)
+    for raw in ("outbox_message_id", "rule=", "general", "busy_server", "staff_id"):
+        assert raw not in audit, f"{raw!r} in the audit log"
+    assert "处理人：alice" in audit
+
+
+def test_the_assignee_column_never_wraps(console):
+    client, _ = logged_in(console, "alice")
+    ticket_id = handoff("7002")
+    post(client, f"/console/tickets/{ticket_id}/take")
+    queue = client.get("/console/queue").text
+    assert re.search(r'<td class="assignee">alice</td>', queue) and '<th class="assignee">处理人</th>' in queue
+    css = client.get("/console/static/console.css").text
+    rule = re.search(r"\.table\.queue \.assignee \{([^}]*)\}", css)
+    assert rule and "white-space: nowrap" in rule.group(1) and "min-width" in rule.group(1)
 
 
 def test_agents_cannot_act_on_a_colleagues_ticket_but_admins_can(console):
