@@ -48,6 +48,7 @@ GATE_LABELS = {
     "outside_at": "超出范围阈值",
     "min_score": "直接回答的最低分数",
     "generic": "笼统问题检查",
+    "aspect": "问的方面与条目不符",
     "empty": "无可比较文字",
 }
 
@@ -157,6 +158,8 @@ def reason(reply: Reply, decision: Decision | None, snapshot: KnowledgeSnapshot)
         f"低于直接回答的最低分数 {threshold or 0:.3f}，所以请商户选择。",
         ("clarify", "generic"): f"置信度 {confidence:.2f} 本可直接回答，但问题比较笼统（排名前两位的条目都包含这句话"
         "说的全部内容），所以请商户选择。",
+        ("clarify", "aspect"): f"置信度 {confidence:.2f} 本可直接回答，但问的是排名第一的条目没有涉及的方面"
+        "（如账务处理、保存期限、处罚、收费、个人信息），所以请商户选择。",
         ("not_sure", "clarify_at"): f"置信度 {confidence:.2f} 低于请选择阈值 {threshold or 0:.2f}，无法回答。",
         ("out_of_scope", "outside_at"): f"排名第一的是不在解答范围内的主题，置信度 {confidence:.2f} ≥ 超出范围阈值 "
         f"{threshold or 0:.2f}，所以说明不在范围内，并告知去哪里咨询。",

@@ -68,6 +68,7 @@ class Lexicon:
     abbreviations: dict[str, list[str]] = field(default_factory=dict)
     non_domain: list[str] = field(default_factory=list)  # words that contain a domain character but are not (机票)
     contrasts: list[list[list[str]]] = field(default_factory=list)  # [[one side's phrases], [the other side's]]
+    aspects: dict[str, list[str]] = field(default_factory=dict)  # a side of a subject (accounting…) and its words
 
     def __post_init__(self) -> None:
         # Latin shorthand (uk, hc) is replaced only as a whole latin run: "uk" in "ukey" or "duke" stays.
@@ -87,6 +88,9 @@ class Lexicon:
         self._contrasts = [
             tuple(alternation([self.canonicalize(fold(p)) for p in side]) for side in pair) for pair in self.contrasts
         ]
+        self._aspects = {
+            name: alternation([self.canonicalize(fold(w)) for w in words]) for name, words in self.aspects.items()
+        }
 
     def canonicalize(self, folded: str) -> str:
         """Replace every known abbreviation and variant by its canonical form and drop filler phrases."""
@@ -108,6 +112,10 @@ class Lexicon:
             says_first = first is not None and first.search(rest) is not None
             taken.append(int(says_first) - int(says_second))
         return tuple(taken)
+
+    def aspects_said(self, canonical: str) -> frozenset[str]:
+        """The aspects (the accounting side, retention, penalties…) canonicalised text speaks of."""
+        return frozenset(name for name, words in self._aspects.items() if words is not None and words.search(canonical))
 
     @property
     def vocabulary(self) -> list[str]:

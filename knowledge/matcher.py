@@ -11,7 +11,8 @@ Subjects the bot does not cover (topics marked `outside`) are ranked with the FA
 a topic on the other side of a fact the message states (本月 against 上月) ranks lower.
 A logistic model over the best score and its margin to the runner-up gives the confidence, which picks the
 outcome: answer, clarify (offer the top choices), out_of_scope or not_sure. A short question that says nothing the
-two leading topics do not both say is offered as a choice between them rather than answered.
+two leading topics do not both say, or one that asks about a side of the subject (the accounting entry, how long to
+keep it, a penalty) the first topic says nothing of, is offered as a choice rather than answered.
 """
 
 import itertools
@@ -37,8 +38,10 @@ Outcome = Literal["answer", "clarify", "out_of_scope", "not_sure"]
 # The Policy setting that decided an outcome: the confidence reached answer_at (answer), fell below it but reached
 # clarify_at (clarify), fell below clarify_at (not_sure), or, with an outside subject first, reached outside_at
 # (out_of_scope; below it, not_sure); min_score: confident but the best score was below it; generic: an answer made a
-# choice, the message saying nothing the two leading topics do not both say; empty: nothing to compare.
-Gate = Literal["answer_at", "clarify_at", "outside_at", "min_score", "generic", "empty"]
+# choice, the message saying nothing the two leading topics do not both say; aspect: an answer made a choice, the
+# message asking about a side of the subject (accounting, retention…) the topic says nothing of; empty: nothing to
+# compare.
+Gate = Literal["answer_at", "clarify_at", "outside_at", "min_score", "generic", "aspect", "empty"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Characters of question words and particles: a pair of them carries nothing that tells two topics apart.
 FUNCTION_CHARS = frozenset(
@@ -189,6 +192,7 @@ def load_lexicon(path: Path = DATA_DIR / "lexicon.yaml") -> Lexicon:
         abbreviations=data.get("abbreviations", {}),
         non_domain=data.get("non_domain", []),
         contrasts=data.get("contrasts", []),
+        aspects=data.get("aspects", {}),
     )
 
 
@@ -259,6 +263,10 @@ class Matcher:
         for gi, prepared in zip(groups, prepared_phrasings, strict=True):
             self._phrasing_pairs[gi].append(_pairs(prepared))
         self._pairs = [frozenset().union(*pairs) for pairs in self._phrasing_pairs]
+        self._aspects = [
+            lexicon.aspects_said(lexicon.canonicalize(fold(" ".join([*t.phrasings, *t.keywords, t.answer]))))
+            for t in self.topics
+        ]
         vocabulary = [*phrasings, *(k for t in self.topics for k in t.keywords), *lexicon.vocabulary]
         self.pinyin = PinyinIndex(vocabulary, background=[t.answer for t in self.topics], protected=lexicon.latin_terms)
         self._phrasing_vectors = self._answer_vectors = None
@@ -335,7 +343,7 @@ class Matcher:
         signals = self.lexical_signals(focus, prepared)
         lexical = self._decide(signals, self.config.lexical, self.config.lexical_policy)
         if self.mode == "lexical" or (lexical.outcome == "answer" and self._decisive(signals, lexical)):
-            return self._unless_generic(prepared, lexical, self.config.lexical_policy)
+            return self._checked(prepared, lexical, self.config.lexical_policy)
         if self.gate is not None and not self.gate.acquire():
             return lexical  # the re-ranker is busy: answer or clarify lexically rather than queue
         try:
@@ -344,7 +352,28 @@ class Matcher:
             if self.gate is not None:
                 self.gate.release()
         full = self._decide(signals, self.config.full, self.config.policy, reranked=True)
-        return self._unless_generic(prepared, full, self.config.policy)
+        return self._checked(prepared, full, self.config.policy)
+
+    def _checked(self, prepared: list[str], result: MatchResult, policy: Policy) -> MatchResult:
+        """An answer, unless the message is too generic to choose or asks about a side the topic does not speak of."""
+        return self._unless_unaddressed(prepared, self._unless_generic(prepared, result, policy), policy)
+
+    def _unless_unaddressed(self, prepared: list[str], result: MatchResult, policy: Policy) -> MatchResult:
+        """An answer to a message that asks about a side of the subject (the accounting entry, how long to keep it, a
+        penalty) the topic says nothing of becomes a choice: "抵扣联要装订吗" is not answered by the topic on a lost
+        抵扣联."""
+        if result.outcome != "answer":
+            return result
+        asked = self.lexicon.aspects_said("".join(prepared))
+        if not asked or asked <= self._aspects[self.ids.index(result.candidates[0].topic)]:
+            return result
+        return self._as_choice(result, policy, "aspect")
+
+    def _as_choice(self, result: MatchResult, policy: Policy, gate: Gate) -> MatchResult:
+        """The result as a choice between the leading topics, decided by `gate`."""
+        top = result.candidates[0].score
+        choices = [c for c in result.candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
+        return replace(result, outcome="clarify", candidates=choices, gate=gate, threshold=None)
 
     def _unless_generic(self, prepared: list[str], result: MatchResult, policy: Policy) -> MatchResult:
         """An answer to a message that says nothing the two leading topics do not both say ("发票怎么作废" when
@@ -361,14 +390,23 @@ class Matcher:
             return result
         if any(pairs and pairs <= said for pairs in self._phrasing_pairs[first]):
             return result
-        top = result.candidates[0].score
-        choices = [c for c in result.candidates if c.score >= top - policy.clarify_band][: policy.max_choices]
-        return replace(result, outcome="clarify", candidates=choices, gate="generic", threshold=None)
+        return self._as_choice(result, policy, "generic")
 
     def _decisive(self, signals: Signals, lexical: MatchResult) -> bool:
-        """True when the lexical stage alone is sure enough to skip the embedding re-ranker."""
-        unique_code = np.count_nonzero(signals.error_code) == 1
-        return unique_code or lexical.confidence >= self.config.policy.fast_confidence
+        """True when the lexical stage alone is sure enough to skip the embedding re-ranker: a unique error code, or
+        a confident answer that no outside subject comes within the clarify band of (the re-ranker tells "how do I
+        print it smaller" from a question on invoice formats better than shared words do)."""
+        if np.count_nonzero(signals.error_code) == 1:
+            return True
+        policy = self.config.policy
+        return lexical.confidence >= policy.fast_confidence and self.outside_lead(signals) >= policy.clarify_band
+
+    def outside_lead(self, signals: Signals) -> float:
+        """How far the best FAQ topic's lexical score leads the best outside subject's (inf without subjects)."""
+        if not self.outside.any() or self.outside.all():
+            return math.inf
+        scores = signals.combine(self.config.lexical)
+        return float(scores[~self.outside].max() - scores[self.outside].max())
 
     def _decide(self, signals: Signals, weights: Weights, policy: Policy, *, reranked: bool = False) -> MatchResult:
         scores = signals.combine(weights)

@@ -972,3 +972,11 @@ def test_incidents_in_the_console(console):
     assert post(console, f"incidents/{incident.id}/close", csrf).status_code == 303
     assert notice("busy_server") is None
     assert "已关闭" in console.get("/console/admin/incidents").text
+
+
+def test_try_a_question_on_a_side_the_topic_does_not_cover_says_why_it_is_a_choice(console):
+    login(console, "admin1")
+    question = "专票抵扣联要单独装订成册吗"
+    data = console.get("/console/admin/faq/try.json", params={"q": question}).json()
+    assert data["intent"] == "clarify" and data["gate"] == "aspect"
+    assert data["gate_label"] == "问的方面与条目不符" and "没有涉及的方面" in data["reason"]

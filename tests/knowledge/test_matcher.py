@@ -8,6 +8,7 @@ from knowledge.embedding import load_embedder
 from knowledge.matcher import Matcher, Topic, load_lexicon
 from knowledge.outside import load_subjects
 from tests.conftest import REPO
+from tests.knowledge.test_bounded import FakeEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +182,32 @@ def test_a_question_that_cannot_tell_sibling_topics_apart_is_a_choice(matcher, t
 )
 def test_a_detail_that_settles_the_topic_is_answered(matcher, text, topic):
     assert matcher.match(text).topic == topic
+
+
+@pytest.mark.parametrize(
+    ("text", "side"),
+    [("专票抵扣联要单独装订成册吗", "retention"), ("跨月作废发票会不会影响纳税信用", "penalty")],
+)
+def test_a_question_about_a_side_the_topic_says_nothing_of_is_a_choice(matcher, text, side):
+    result = matcher.match(text)
+    assert side in matcher.lexicon.aspects_said(matcher.lexicon.canonicalize(text))
+    assert result.outcome == "clarify" and result.gate == "aspect", result
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [("纸质专票的抵扣联丢了怎么办", "lost_special_invoice_copies"), ("逾期申报了会不会罚款", "compliance_late_filing")],
+)
+def test_a_question_about_a_side_the_topic_speaks_of_is_still_answered(matcher, text, topic):
+    assert matcher.match(text).topic == topic
+
+
+@pytest.mark.parametrize(("subject", "reranked"), [("发票打印机打出来太大怎么调", True), ("打印机卡纸怎么办", False)])
+def test_a_sure_lexical_answer_is_rechecked_when_an_outside_subject_comes_close(subject, reranked):
+    faq = [
+        Topic("print_size", "电子发票打印出来太大怎么办", answer="在打印设置里选择缩放到纸张大小。"),
+        Topic("void", "发票怎么作废", answer="在开票软件里作废。"),
+    ]
+    outside = Topic("outside_printer", subject, answer="打印机", outside=True)
+    built = Matcher([*faq, outside], lexicon=load_lexicon(), embedder=FakeEmbedder())
+    assert built.match("电子发票打印出来太大怎么办").reranked is reranked
