@@ -1,17 +1,20 @@
 """Fit the matcher's weights, confidence model and thresholds on a labelled set; write knowledge/data/matcher.yaml.
 
-usage: python -m bench.calibrate [--data FILE.jsonl ...] [--write] [--max-wrong 0.0175]
-(default data: bench/data/calibration.jsonl and bench/data/styles.jsonl; bench/data/holdout.jsonl is never fitted on,
-it only judges the result through `bench/styles.py --data`)
+usage: python -m bench.calibrate [--data FILE.jsonl ...] [--write] [--max-wrong 0.0175] [--max-uncovered 0.05]
+(default data: bench/data/calibration.jsonl and bench/data/styles.jsonl; bench/data/holdout.jsonl and holdout2.jsonl
+are never fitted on, they only judge the result through `bench/styles.py --data`)
 
 The matcher ranks the FAQ topics and the outside subjects (knowledge/data/out_of_scope.yaml) together. For each
 weighting of the signals (grid), the decision statistic is the combined top score and its margin to the runner-up.
 A logistic regression on (top, margin) predicts whether the first is right (an in-scope row's topic, or any outside
 subject for an out-of-scope row); that probability is the confidence. Messages without any invoice/tax term get none.
 The confidence never falls as score or margin rise (a feature fitted with a negative weight is left out).
-The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows, and an
-answer also needs a best score no lower than the lowest one answered here (min_score), so that a vague message
-outside the data's range is not answered on its margin alone. The clarify threshold keeps most off-topic rows out
+The answer threshold is the lowest confidence at which wrong answers stay under --max-wrong of all rows and answers
+to invoice questions the FAQ does not cover (not_answer rows of other styles than OFF_TOPIC: uncovered, outside,
+adjacent) stay under --max-uncovered of those rows: a merchant given the nearest FAQ for a question it does not
+answer is misled, one offered choices has 都不是/转人工 a tap away. An answer also needs a best score no lower than
+the lowest one answered here (min_score), so that a vague message outside the data's range is not answered on its
+margin alone. The clarify threshold keeps most off-topic rows out
 of clarify; only messages about no invoice subject at all count there (OFF_TOPIC styles): offering choices for an
 uncovered invoice question is not a wrong answer, and it leaves 都不是/转人工 one tap away. Naming a subject out of
 scope takes the answer threshold too: saying "not ours" to an invoice question is as bad as a wrong answer. The fast
@@ -23,7 +26,7 @@ import argparse
 import itertools
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,17 +110,19 @@ def fit_monotone(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def choose_thresholds(
-    conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray, off_topic: np.ndarray, max_wrong: float
+    conf: np.ndarray, stats: np.ndarray, in_domain: np.ndarray, off_topic: np.ndarray, limits: "Limits"
 ) -> dict:
     """Answer and clarify thresholds, and the outcome mix they give."""
     n = len(conf)
     right = stats[:, 3].astype(bool)
     first_outside = stats[:, 5].astype(bool)
+    uncovered = ~in_domain & ~off_topic
     best = None
     for t in [*sorted(set(np.round(conf, 4))), 1.0]:
         answered = (conf >= t) & ~first_outside
         wrong = int((answered & ~right).sum())
-        if wrong <= max_wrong * n:
+        misled = int(answered[uncovered].sum())
+        if wrong <= limits.max_wrong * n and misled <= limits.max_uncovered * uncovered.sum():
             best = t
             break
     answered = (conf >= best) & ~first_outside
@@ -138,20 +143,30 @@ def choose_thresholds(
         "answered_wrong_all": float((answered & ~right).sum() / n),
         "clarify_hit": float((clarify & top3)[in_domain].mean()),
         "oos_answered": float(answered[out_scope].mean()) if out_scope.any() else 0.0,
+        "uncovered_answered": float(answered[uncovered].mean()) if uncovered.any() else 0.0,
         "oos_clarified": float(clarify[out_scope].mean()) if out_scope.any() else 0.0,
         "oos_recognised": float((first_outside & (conf >= best))[out_scope].mean()) if out_scope.any() else 0.0,
         "in_scope_called_outside": float((first_outside & (conf >= best))[in_domain].mean()),
     }
 
 
-def evaluate(signals, truth, in_domain, off_topic, outside, weights: Weights, max_wrong: float) -> tuple[Weights, dict]:
+@dataclass(frozen=True)
+class Limits:
+    """What the answer threshold may cost: wrong answers as a share of all rows, answers to uncovered invoice
+    questions as a share of those."""
+
+    max_wrong: float
+    max_uncovered: float
+
+
+def evaluate(signals, truth, in_domain, off_topic, outside, weights: Weights, limits: Limits) -> tuple[Weights, dict]:
     """Fit the confidence model for a weighting and score it."""
     stats = statistics(signals, weights, truth, outside)
     domain = stats[:, 2] == 1
     beta = fit_monotone(stats[domain, :2], stats[domain, 3])
     fitted = Weights(**{**asdict(weights), "conf_bias": beta[0], "conf_score": beta[1], "conf_margin": beta[2]})
     conf = np.array([fitted.confidence(t, m, bool(d)) for t, m, d in stats[:, :3]])
-    result = choose_thresholds(conf, stats, in_domain, off_topic, max_wrong)
+    result = choose_thresholds(conf, stats, in_domain, off_topic, limits)
     result["top1"] = float(stats[in_domain, 3].mean())
     return fitted, result
 
@@ -165,6 +180,8 @@ def fast_path(signals, truth, outside: np.ndarray, lexical: Weights, full: Weigh
     rows = []
     for sig, want in zip(signals, truth, strict=True):
         scores = sig.combine(lexical)
+        if float(scores[~outside].max() - scores[outside].max()) < Policy.clarify_band:
+            continue  # an outside subject close by: always re-ranked (Matcher._decisive)
         order = np.argsort(-scores)
         confidence = lexical.confidence(float(scores[order[0]]), float(scores[order[0]] - scores[order[1]]), sig.domain)
         full_right = want is not None and int(np.argmax(sig.combine(full))) == want
@@ -174,10 +191,10 @@ def fast_path(signals, truth, outside: np.ndarray, lexical: Weights, full: Weigh
     threshold, covered, losses = 1.0, 0, 0
     for i, (confidence, lost) in enumerate(rows):
         losses += lost
-        if losses > FAST_PATH_LOSS * len(rows):
+        if losses > FAST_PATH_LOSS * len(signals):
             break
         threshold, covered = confidence, i + 1
-    return round(max(threshold, 0.5), 4), covered / len(rows)
+    return round(max(threshold, 0.5), 4), covered / len(signals)
 
 
 def main() -> None:
@@ -191,6 +208,12 @@ def main() -> None:
     parser.add_argument(
         "--max-wrong", type=float, default=0.0175, help="share of all rows allowed to be answered wrongly"
     )
+    parser.add_argument(
+        "--max-uncovered",
+        type=float,
+        default=0.05,
+        help="share of uncovered invoice questions (not_answer rows outside OFF_TOPIC) allowed an FAQ answer",
+    )
     parser.add_argument("--write", action="store_true", help="write knowledge/data/matcher.yaml")
     args = parser.parse_args()
 
@@ -201,6 +224,7 @@ def main() -> None:
     in_domain = np.array([t is not None for t in truth])
     off_topic = np.array([r["expect"] == "not_answer" and r.get("style") in OFF_TOPIC for r in rows])
     signals = all_signals(matcher, rows)
+    limits = Limits(max_wrong=args.max_wrong, max_uncovered=args.max_uncovered)
     print(f"{len(rows)} rows: {int(in_domain.sum())} in scope, {int((~in_domain).sum())} out of scope")
 
     results = []
@@ -208,7 +232,7 @@ def main() -> None:
         (0.0, 0.25, 0.5, 0.75), (0.75, 1.0, 1.5, 2.0), (0.0, 0.25, 0.5), (0.0, 0.5, 1.0)
     ):
         weights = Weights(answer=answer_w, embedding=emb_w, passage=passage_w, conflict=conflict_w)
-        fitted, result = evaluate(signals, truth, in_domain, off_topic, matcher.outside, weights, args.max_wrong)
+        fitted, result = evaluate(signals, truth, in_domain, off_topic, matcher.outside, weights, limits)
         results.append((result["answered_right"], result["top1"], fitted, result))
     results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     for _right, _top1, fitted, result in results[:5]:
@@ -221,7 +245,7 @@ def main() -> None:
     lexical_results = []
     for answer_w, conflict_w in itertools.product((0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 1.0)):
         weights = Weights(answer=answer_w, embedding=0.0, passage=0.0, conflict=conflict_w)
-        fitted, result = evaluate(signals, truth, in_domain, off_topic, matcher.outside, weights, args.max_wrong)
+        fitted, result = evaluate(signals, truth, in_domain, off_topic, matcher.outside, weights, limits)
         lexical_results.append((result["answered_right"], result["top1"], fitted, result))
     lexical_results.sort(key=lambda r: (r[0], r[1]), reverse=True)
     _, _, lex_w, lex_r = lexical_results[0]

@@ -1,7 +1,7 @@
 """Triage of merchant messages as they really write them (default bench/data/styles.jsonl; --data picks another file,
-e.g. the held-out bench/data/holdout.jsonl): full pinyin, mixed pinyin, shorthand, homophone typos, long angry
-stories, small talk, handoff and greetings; in the held-out set also real-style questions on the FAQ topics, invoice
-questions the knowledge base does not cover, off-topic messages and questions on outside subjects.
+e.g. the held-out bench/data/holdout.jsonl or holdout2.jsonl): full pinyin, mixed pinyin, shorthand, homophone typos,
+long angry stories, small talk, handoff and greetings; in the held-out sets also real-style questions on the FAQ
+topics, invoice questions the knowledge base does not cover, off-topic messages and questions on outside subjects.
 
 Each message goes through the router exactly as `merchant-assist triage` sends it (a fresh conversation), once
 with the pinyin step and once without it, and the figures are printed per style (styles not known here last):
