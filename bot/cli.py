@@ -14,6 +14,7 @@ import uvicorn
 from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database
 from bot.channels.telegram.inbound import run_polling, set_webhook
 from bot.triage import line_text, make_triage_router, triage_one
+from console.routes import HOME as CONSOLE_HOME
 from core import logs
 from core.database import get_engine, session_scope, upgrade_schema
 from core.messages import IncomingMessage
@@ -24,6 +25,8 @@ from invoices import service as invoice_service
 from knowledge import service as knowledge_service
 from merchants import service as merchant_service
 from ticketing import staff
+
+FIRST_ADMIN_COMMAND = ".venv/bin/merchant-assist user create admin --role admin"
 
 app = typer.Typer(help="merchant-assist: 发票商户智能客服", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -68,6 +71,7 @@ def serve(
     for line in chat_hint(host, port, demo=settings.chat_api_demo):
         typer.echo(line, err=True)
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
+    typer.echo(console_hint(host, port), err=True)
     uvicorn.run(
         "bot.app:create_app",
         factory=True,
@@ -80,10 +84,28 @@ def serve(
     )
 
 
+def _local_url(host: str, port: int, path: str) -> str:
+    """The URL of `path` on this server as seen from this machine."""
+    local = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{local}:{port}{path}"
+
+
+def console_hint(host: str, port: int) -> str:
+    """Where the staff console is, and while no admin account exists, the command that creates the first one."""
+    url = _local_url(host, port, CONSOLE_HOME)
+    with session_scope() as db_session:
+        has_admin = staff.has_active_admin(db_session=db_session)
+    if has_admin:
+        return f"staff console: {url}"
+    return (
+        f"no admin account yet: create the first one with `{FIRST_ADMIN_COMMAND}` (asks for a password), "
+        f"then log in to the staff console at {url}"
+    )
+
+
 def chat_hint(host: str, port: int, *, demo: bool) -> list[str]:
     """How to call POST /api/chat on this server: anonymously in demo mode (from this machine), else with a key."""
-    local = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    url = f"http://{local}:{port}/api/chat"
+    url = _local_url(host, port, "/api/chat")
     body = '-d \'{"user_id":"demo","text":"开票提示服务器繁忙怎么办"}\''
     if demo:
         return [

@@ -1,6 +1,7 @@
 """The staff web console as one unit: its routers, static files and error pages, installed on the app."""
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, status
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from console import admin, auth, faq, insights, integrations, tickets, tools, unanswered
@@ -19,9 +20,18 @@ for module in (tools, faq, unanswered, insights):  # the fixed /faq/... paths (e
     knowledge_router.include_router(module.router)
 
 
+HOME = "/console"  # the agents' queue; anonymous visitors are sent on to the login page
+
+
+def home() -> RedirectResponse:
+    """The site root leads to the console (its login page when not logged in)."""
+    return RedirectResponse(HOME, status.HTTP_307_TEMPORARY_REDIRECT)
+
+
 def install(app: FastAPI) -> None:
     """Add the console's routes (login, agent pages, admin pages), its static files and its error pages to `app`."""
     app.add_exception_handler(ConsoleError, error_page)
+    app.add_api_route("/", home, methods=["GET", "HEAD"], include_in_schema=False)
     app.include_router(auth.router)
     app.include_router(tickets.router)
     app.include_router(admin.router)

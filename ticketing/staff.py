@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.settings import get_settings
-from ticketing.models import ROLE_AGENT, ROLES, StaffUser
+from ticketing.models import ROLE_ADMIN, ROLE_AGENT, ROLES, StaffUser
 from ticketing.service import record_event
 
 MIN_PASSWORD_CHARS = 8
@@ -133,6 +133,12 @@ def get_all(*, db_session: Session, include_disabled: bool = True) -> list[Staff
     if not include_disabled:
         query = query.where(StaffUser.active.is_(True))
     return list(db_session.scalars(query))
+
+
+def has_active_admin(*, db_session: Session) -> bool:
+    """Whether some active admin account exists (none on a fresh install)."""
+    query = select(StaffUser.id).where(StaffUser.role == ROLE_ADMIN, StaffUser.active.is_(True)).limit(1)
+    return db_session.scalar(query) is not None
 
 
 def authenticate(*, db_session: Session, username: str, password: str, now: datetime | None = None) -> StaffUser | None:

@@ -163,6 +163,17 @@ def test_login_opens_a_session_and_the_console_shows_the_user(console):
     assert [e.action for e in events() if e.action == "staff_login"] == ["staff_login"]
 
 
+def test_site_root_leads_to_the_console_login(console):
+    client = console.browser()
+    root = client.get("/")
+    assert root.status_code in (302, 307) and root.headers["location"] == "/console"
+    onward = client.get(root.headers["location"])
+    assert onward.status_code == 303 and onward.headers["location"].startswith(LOGIN_PATH)
+    assert client.get(onward.headers["location"]).status_code == 200
+    assert client.get("/healthz").json() == {"status": "ok"}, "the operations routes stay where they were"
+    assert client.get("/docs").status_code == 200
+
+
 def test_session_cookie_is_secure_over_https(console):
     make_user("alice")
     client = console.browser("https://testserver")
