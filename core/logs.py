@@ -46,9 +46,25 @@ def resolve_format(fmt: str) -> str:
     return fmt
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (a test runner may have swapped and closed the one there
+    was at set-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def make_handler(fmt: str = "json") -> logging.Handler:
     """A stderr handler writing JSON lines (fmt "json"), plain text ("text") or either ("auto"), scrubbed."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     if resolve_format(fmt) == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -73,6 +73,10 @@ class Store(ABC):
         """Store a JSON-serialisable value."""
         self.set(key, json.dumps(value, ensure_ascii=False), ttl=ttl)
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """The values of several keys (None where missing), in one round trip where the backend allows."""
+        return [self.get(key) for key in keys]
+
 
 class MemoryStore(Store):
     """In-process store for a single worker; the default. Expired keys are swept every SWEEP_EVERY writes; past
@@ -202,6 +206,9 @@ class RedisStore(Store):
             pipe.incrby(full, amount)
             value = pipe.execute()[-1]
         return int(value)
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        return self._redis.mget([self._key(key) for key in keys]) if keys else []
 
     def ping(self) -> bool:
         return bool(self._redis.ping())
