@@ -15,6 +15,7 @@ from console import logins
 from console.csrf import csrf_protect
 from console.errors import forbidden, not_found, safe_next
 from console.identity import Agent, require_agent
+from console.live import others_on_tickets
 from console.pages import checked, form_int, redirect
 from console.templating import render
 from core.web import DbSession, RowId
@@ -25,7 +26,7 @@ from knowledge.models import FaqEntry
 from merchants import service as merchant_service
 from ticketing import assignment, incidents, labels, lifecycle, queue, replies, service
 from ticketing import staff as staff_service
-from ticketing.models import ACTIVE, PRIORITIES, ROLE_ADMIN, STATES, StaffUser, Ticket
+from ticketing.models import ACTIVE, MERCHANT, PRIORITIES, ROLE_ADMIN, STATES, StaffUser, Ticket
 from ticketing.service import TicketError, TicketNotFound
 from ticketing.staff import StaffError
 
@@ -138,6 +139,7 @@ def queue_page(request: Request, user: Agent, db_session: DbSession) -> Response
         "channels": list(db_session.scalars(select(Ticket.channel).distinct().order_by(Ticket.channel))),
         "orders": queue.ORDERS,
         "open_incidents": incidents.open_incidents(db_session=db_session),
+        "viewing": others_on_tickets(db_session=db_session, user=user),
     }
     return render(request, "queue.html", context)
 
@@ -240,6 +242,19 @@ def _merchant_context(db_session: Session, ticket: Ticket) -> dict[str, Any]:
     }
 
 
+def _split_bot_turns(
+    lines: list[queue.TranscriptLine],
+) -> tuple[list[queue.TranscriptLine], list[queue.TranscriptLine]]:
+    """The conversation with the bot before the handoff (the copied turns that open the transcript, up to the
+    merchant's last line among them, which stays in view), and the rest of the transcript."""
+    run = 0
+    while run < len(lines) and lines[run].source_turn_id is not None:
+        run += 1
+    asked = [n for n in range(run) if lines[n].author_kind == MERCHANT]
+    cut = asked[-1] if asked else run
+    return lines[:cut], lines[cut:]
+
+
 def _ticket_page(
     request: Request,
     db_session: Session,
@@ -256,12 +271,18 @@ def _ticket_page(
         raise not_found(str(exc)) from exc
     ticket = detail.ticket
     everyone = staff_service.get_all(db_session=db_session)
+    filled = replies.render_all_canned(db_session=db_session, ticket_id=ticket_id, agent_id=user.id)
+    bot_turns, conversation = _split_bot_turns(detail.transcript)
     context = {
         "d": detail,
         "ticket": ticket,
         "draft": draft,
         "reply_error": error,
-        "canned": replies.list_canned(db_session=db_session),
+        "canned": [canned for canned, _ in filled],
+        "canned_filled": [{"id": canned.id, "title": canned.title, "text": text} for canned, text in filled],
+        "bot_turns": bot_turns,
+        "conversation": conversation,
+        "watchers": others_on_tickets(db_session=db_session, user=user).get(ticket_id, []),
         "agents": [a for a in everyone if a.active],
         "names": {a.id: a.display_name for a in everyone},
         "loads": assignment.loads(db_session=db_session),

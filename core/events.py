@@ -75,6 +75,18 @@ def publish_after_commit(db_session: Session, kind: str, key: str = "", **data: 
     db_session.info.setdefault(PENDING_KEY, []).append((kind, key, data))
 
 
+def notice_after_commit(db_session: Session, kind: str, key: str = "") -> dict[str, Any]:
+    """The facts of the one notice of `kind`/`key` this transaction publishes after commit (created on first use),
+    for the caller to fill in: several changes to one thing in one transaction make one notice."""
+    pending = db_session.info.setdefault(PENDING_KEY, [])
+    for pending_kind, pending_key, data in pending:
+        if (pending_kind, pending_key) == (kind, key):
+            return data
+    data: dict[str, Any] = {}
+    pending.append((kind, key, data))
+    return data
+
+
 @sa_event.listens_for(Session, "after_commit")
 def _publish_pending(db_session: Session) -> None:
     for kind, key, data in db_session.info.pop(PENDING_KEY, ()):

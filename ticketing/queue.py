@@ -194,6 +194,7 @@ class TranscriptLine:
     text: str
     created_at: datetime
     delivery: replies.Delivery | None
+    source_turn_id: int | None = None  # set on lines copied from the conversation with the bot
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,9 @@ def detail(*, db_session: Session, ticket_id: int, now: datetime | None = None) 
     merchants = _names(db_session, Merchant, Merchant.name, {ticket.merchant_id})
     sent = replies.deliveries(db_session=db_session, ticket_id=ticket_id)
     transcript = [
-        TranscriptLine(m.id, m.author_kind, staff.get(m.author_id), m.text, utc(m.created_at), sent.get(m.id))
+        TranscriptLine(
+            m.id, m.author_kind, staff.get(m.author_id), m.text, utc(m.created_at), sent.get(m.id), m.source_turn_id
+        )
         for m in messages
     ]
     note_lines = [NoteLine(n.id, n.author_id, staff.get(n.author_id), n.text, utc(n.created_at)) for n in notes]

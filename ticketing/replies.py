@@ -263,11 +263,23 @@ def render_canned(*, db_session: Session, canned_id: int, ticket_id: int, agent_
     canned = get_canned(db_session=db_session, canned_id=canned_id)
     if canned is None:
         raise ReplyError("快捷回复不存在")
+    return _fill(canned.body, _ticket_variables(db_session, ticket_id, agent_id))
+
+
+def render_all_canned(*, db_session: Session, ticket_id: int, agent_id: int | None) -> list[tuple[CannedReply, str]]:
+    """Every canned reply with its body filled in for a ticket and agent (the console inserts them in the page)."""
+    variables = _ticket_variables(db_session, ticket_id, agent_id)
+    return [(canned, _fill(canned.body, variables)) for canned in list_canned(db_session=db_session)]
+
+
+def _ticket_variables(db_session: Session, ticket_id: int, agent_id: int | None) -> dict[str, str]:
     ticket = service.require(db_session=db_session, ticket_id=ticket_id)
     agent = db_session.get(StaffUser, agent_id) if agent_id is not None else None
-    variables = variables_for(db_session=db_session, ticket=ticket, agent=agent)
-    body = canned.body if "merchant_name" in variables else address_unbound(canned.body)
-    return render_template(body, variables)
+    return variables_for(db_session=db_session, ticket=ticket, agent=agent)
+
+
+def _fill(body: str, variables: Mapping[str, str]) -> str:
+    return render_template(body if "merchant_name" in variables else address_unbound(body), variables)
 
 
 # --- CSAT ----------------------------------------------------------------------------------------------------

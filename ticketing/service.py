@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 
+from core import events
 from core.clock import utc
 from core.conversation import service as conversation_service
 from core.text import unix_newlines
@@ -23,6 +24,7 @@ from ticketing.models import (
 )
 
 MAX_TEXT_CHARS = 4000
+QUEUE_NOTICE_TICKETS = 50  # a queue notice names at most this many changed tickets
 
 
 class TicketError(Exception):
@@ -185,12 +187,60 @@ def record_event(
     after: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> TicketEvent:
-    """Write one audit event (a ticket's, or a staff account's when `ticket_id` is None)."""
+    """Write one audit event (a ticket's, or a staff account's when `ticket_id` is None); a ticket's is announced to
+    live pages once the transaction commits."""
     event = TicketEvent(
         ticket_id=ticket_id, actor_id=actor_id, action=action, before=before, after=after, created_at=utc(now)
     )
     db_session.add(event)
+    if ticket_id is not None:
+        ticket = db_session.get(Ticket, ticket_id)
+        known = after or {}
+        announce(
+            db_session=db_session,
+            ticket=ticket,
+            ticket_id=ticket_id,
+            action=action,
+            by=actor_id,
+            assignee=known.get("assignee_id", _UNKNOWN),
+            state=known.get("state") if isinstance(known.get("state"), str) else None,
+        )
     return event
+
+
+_UNKNOWN: Any = object()
+
+
+def announce(
+    *,
+    db_session: Session,
+    ticket_id: int,
+    action: str,
+    ticket: Ticket | None = None,
+    by: int | None = None,
+    assignee: Any = _UNKNOWN,
+    state: str | None = None,
+) -> None:
+    """Tell live pages, after commit, that the ticket changed (one notice per ticket and transaction, with the
+    actions taken, by whom, its state and assignee; never content) and that the queue changed."""
+    facts = events.notice_after_commit(db_session, events.TICKET, str(ticket_id))
+    actions = facts.setdefault("actions", [])
+    if action not in actions:
+        actions.append(action)
+    facts["action"] = action
+    if by is not None:
+        facts["by"] = by
+    if assignee is not _UNKNOWN:
+        facts["assignee_id"] = assignee
+    elif ticket is not None and "assignee_id" not in facts:
+        facts["assignee_id"] = ticket.assignee_id
+    if state is not None:
+        facts["state"] = state
+    elif ticket is not None:
+        facts["state"] = ticket.state
+    changed = events.notice_after_commit(db_session, events.QUEUE).setdefault("tickets", [])
+    if ticket_id not in changed and len(changed) < QUEUE_NOTICE_TICKETS:
+        changed.append(ticket_id)
 
 
 def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -213,7 +263,7 @@ def add_message(
     author_id: int | None = None,
     source_turn_id: int | None = None,
 ) -> TicketMessage:
-    """Put a line in the ticket's transcript (no flush)."""
+    """Put a line in the ticket's transcript (no flush); live pages hear of it after commit."""
     message = TicketMessage(
         ticket_id=ticket.id,
         author_kind=kind,
@@ -223,6 +273,7 @@ def add_message(
         created_at=now,
     )
     db_session.add(message)
+    announce(db_session=db_session, ticket=ticket, ticket_id=ticket.id, action=f"{kind}_message", by=author_id)
     return message
 
 

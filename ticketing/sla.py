@@ -14,7 +14,8 @@ from core.clock import utc
 from core.outbox import service as outbox_service
 from core.settings import get_settings
 from ticketing.calendar import BusinessCalendar, calendar_from_settings
-from ticketing.models import ASSIGNED, NEW, PRIORITIES, PRIORITY_LABELS, WAITING, Ticket, TicketEvent
+from ticketing.models import ASSIGNED, NEW, PRIORITIES, PRIORITY_LABELS, WAITING, Ticket
+from ticketing.service import record_event
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def check_sla(*, db_session: Session, now: datetime | None = None) -> list[SlaAl
 def _publish(db_session: Session, ticket: Ticket, alert: SlaAlert, now: datetime) -> None:
     data = alert.as_dict()
     log.warning("sla_alert %s", json.dumps(data, ensure_ascii=False), extra={"sla_alert": data})
-    db_session.add(TicketEvent(ticket_id=ticket.id, action=data["event"], after=data, created_at=now))
+    record_event(db_session=db_session, ticket_id=ticket.id, action=data["event"], after=data, now=now)
     if get_settings().sla_alert_webhook_url:
         outbox_service.enqueue(
             db_session=db_session,
