@@ -14,6 +14,7 @@ from console.csrf import csrf_protect
 from console.identity import Agent, require_agent
 from console.pages import checked
 from core import events
+from core.store import best_effort, get_store
 from core.web import DbSession, RowId
 from ticketing import presence
 from ticketing.models import StaffUser
@@ -27,9 +28,14 @@ STREAM_SECONDS = 300.0  # then the browser reconnects (Last-Event-ID resumes), a
 RETRY_MS = 3000
 
 
-def _resume_after(last_event_id: str | None) -> int | None:
-    value = (last_event_id or "").strip()
+def _number(value: str | None) -> int | None:
+    value = (value or "").strip()
     return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+def page_seq() -> int:
+    """The latest notice's number, for a page to resume its stream from (what changed while it loaded is sent)."""
+    return best_effort(lambda: events.current(get_store()), 0, what="live notices")
 
 
 async def _stream(request: Request, after: int | None) -> AsyncIterator[str]:
@@ -46,11 +52,16 @@ async def _stream(request: Request, after: int | None) -> AsyncIterator[str]:
 
 @router.get("/events", response_class=StreamingResponse)
 async def live_events(
-    request: Request, user: Agent, last_event_id: Annotated[str | None, Header()] = None
+    request: Request,
+    user: Agent,
+    after: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """Change notices for agents' pages as server-sent events: ticket, queue, presence and resync (ids only)."""
+    """Change notices for agents' pages as server-sent events: ticket, queue, presence and resync (ids only), from
+    after the notice number the browser last got (Last-Event-ID) or the page was rendered at (`after`)."""
+    resume = _number(last_event_id)
     return StreamingResponse(
-        _stream(request, _resume_after(last_event_id)),
+        _stream(request, resume if resume is not None else _number(after)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -15,7 +15,7 @@ from console import logins
 from console.csrf import csrf_protect
 from console.errors import forbidden, not_found, safe_next
 from console.identity import Agent, require_agent
-from console.live import others_on_tickets
+from console.live import others_on_tickets, page_seq
 from console.pages import checked, form_int, redirect
 from console.templating import render
 from core.web import DbSession, RowId
@@ -140,6 +140,7 @@ def queue_page(request: Request, user: Agent, db_session: DbSession) -> Response
         "orders": queue.ORDERS,
         "open_incidents": incidents.open_incidents(db_session=db_session),
         "viewing": others_on_tickets(db_session=db_session, user=user),
+        "live_seq": page_seq(),
     }
     return render(request, "queue.html", context)
 
@@ -283,6 +284,7 @@ def _ticket_page(
         "bot_turns": bot_turns,
         "conversation": conversation,
         "watchers": others_on_tickets(db_session=db_session, user=user).get(ticket_id, []),
+        "live_seq": page_seq(),
         "agents": [a for a in everyone if a.active],
         "names": {a.id: a.display_name for a in everyone},
         "loads": assignment.loads(db_session=db_session),

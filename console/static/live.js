@@ -198,14 +198,17 @@
     }
   }
 
+  var lastId = null;
   function onNotice(event) {
     var notice;
+    if (event.lastEventId) lastId = event.lastEventId;
     try {
       notice = JSON.parse(event.data);
     } catch (e) {
       return;
     }
     maybeNotify(notice);
+    if (notice.kind === "presence" && notice.agent_id === me) return; // my own page, nothing new to show
     if (notice.kind === "resync") {
       refreshSoon();
     } else if (ticketId) {
@@ -220,7 +223,8 @@
       startPolling();
       return;
     }
-    var source = new EventSource("/console/events");
+    var seq = lastId || meta("console-seq");
+    var source = new EventSource("/console/events" + (seq ? "?after=" + encodeURIComponent(seq) : ""));
     source.onopen = stopPolling;
     source.onerror = function () {
       startPolling();
@@ -284,8 +288,9 @@
         if (form.requestSubmit) form.requestSubmit();
         else form.submit();
       }
-      return;
     }
+  });
+  text.addEventListener("input", function () {
     var now = Date.now();
     if (!typingReported || now - typingSince > 3000) {
       typingSince = now;
