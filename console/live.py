@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Form, Header, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from console.csrf import csrf_protect
-from console.identity import Agent, require_agent
+from console.identity import Agent, current_staff, require_agent
 from console.pages import checked
 from core import events
 from core.store import best_effort, get_store
@@ -21,6 +22,9 @@ from ticketing.models import StaffUser
 from ticketing.service import TicketNotFound, require
 
 router = APIRouter(prefix="/console", tags=["console"], dependencies=[Depends(require_agent), Depends(csrf_protect)])
+# The stream checks the login itself, in one short database session on one thread: every page reconnecting at once
+# (a restart) must not park sessions across threads of the pool (request-scoped sync dependencies would).
+stream_router = APIRouter(prefix="/console", tags=["console"])
 
 AGENT_KINDS = frozenset({events.TICKET, events.QUEUE, events.PRESENCE, events.RESYNC})
 HEARTBEAT_SECONDS = 15.0
@@ -38,7 +42,7 @@ def page_seq() -> int:
     return best_effort(lambda: events.current(get_store()), 0, what="live notices")
 
 
-async def _stream(request: Request, after: int | None) -> AsyncIterator[str]:
+async def _stream(after: int | None) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n: live\n\n"
     ends = time.monotonic() + STREAM_SECONDS
     async for notice in events.get_hub().listen(after=after, heartbeat_seconds=HEARTBEAT_SECONDS):
@@ -46,22 +50,20 @@ async def _stream(request: Request, after: int | None) -> AsyncIterator[str]:
             yield ": ping\n\n"
         elif notice.kind in AGENT_KINDS:
             yield notice.as_sse()
-        if time.monotonic() > ends or await request.is_disconnected():
+        if time.monotonic() > ends:  # a closed connection ends the stream by itself (Starlette cancels it)
             return
 
 
-@router.get("/events", response_class=StreamingResponse)
+@stream_router.get("/events", response_class=StreamingResponse)
 async def live_events(
-    request: Request,
-    user: Agent,
-    after: str | None = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    request: Request, after: str | None = None, last_event_id: Annotated[str | None, Header()] = None
 ) -> StreamingResponse:
     """Change notices for agents' pages as server-sent events: ticket, queue, presence and resync (ids only), from
     after the notice number the browser last got (Last-Event-ID) or the page was rendered at (`after`)."""
+    require_agent(request, await run_in_threadpool(current_staff, request))
     resume = _number(last_event_id)
     return StreamingResponse(
-        _stream(request, resume if resume is not None else _number(after)),
+        _stream(resume if resume is not None else _number(after)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

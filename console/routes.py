@@ -35,6 +35,7 @@ def install(app: FastAPI) -> None:
     app.include_router(auth.router)
     app.include_router(tickets.router)
     app.include_router(live.router)
+    app.include_router(live.stream_router)
     app.include_router(admin.router)
     app.include_router(integrations.router)
     app.include_router(knowledge_router)
