@@ -21,7 +21,7 @@
   var controls = document.getElementById("live-controls");
   var indicator = document.createElement("span");
   indicator.className = "live-status";
-  indicator.setAttribute("role", "status");
+  indicator.setAttribute("aria-live", "polite");
   controls && controls.appendChild(indicator);
 
   function setLive(connected) {
@@ -115,13 +115,16 @@
   var fetching = false;
   var again = false;
   var timer = null;
+  var lastRefresh = 0;
+  var MIN_GAP_MS = ticketId ? 150 : 1000; // the queue hears of every ticket: at most one re-fetch a second
 
   function refreshSoon() {
     if (timer) return;
+    var wait = Math.max(150, lastRefresh + MIN_GAP_MS - Date.now());
     timer = setTimeout(function () {
       timer = null;
       refresh();
-    }, 150);
+    }, wait);
   }
 
   function refresh() {
@@ -130,6 +133,7 @@
       return;
     }
     fetching = true;
+    lastRefresh = Date.now();
     fetch(location.href, { credentials: "same-origin", headers: { "X-Live-Refresh": "1" } })
       .then(function (response) {
         if (!response.ok || response.url.indexOf("/console/login") >= 0) throw new Error("refresh " + response.status);
@@ -155,7 +159,8 @@
       var name = part.getAttribute("data-live-part");
       var replacement = fresh.querySelector('[data-live-part="' + name + '"]');
       if (!replacement) continue;
-      if (part.contains(document.activeElement) && document.activeElement !== document.body) continue;
+      var focused = document.activeElement;
+      if (focused && focused.matches("input, textarea, select") && part.contains(focused)) continue; // being edited
       if (name === "transcript") {
         swapTranscript(part, replacement);
       } else if (part.innerHTML !== replacement.innerHTML) {

@@ -6,15 +6,17 @@ import json
 import re
 import threading
 import time
+from datetime import timedelta
 from html import unescape
 
 from console import live
 from core import events
+from core.clock import utc
 from core.database import session_scope
 from core.store import get_store
 from tests.console.test_console import console, csrf_of, handoff, logged_in, post  # noqa: F401 (console is a fixture)
 from tests.ticketing.test_ticketing import record_turn
-from ticketing import assignment, labels, presence, staff
+from ticketing import assignment, labels, presence, sla, staff
 from ticketing import handoff as ticket_handoff
 
 MERCHANT_SAYS = "发票还是开不出来，麻烦快点"
@@ -59,6 +61,12 @@ def test_a_ticket_change_is_announced_once_per_transaction_after_commit_and_neve
     (appended,) = [n for n in notices_since(seq) if n.kind == events.TICKET]
     assert appended.data["actions"] == ["merchant_message"] and appended.data["assignee_id"] == agent_id
 
+    seq = events.current(store)
+    with session_scope() as db_session:
+        sla.check_sla(db_session=db_session, now=utc() + timedelta(days=30))
+    (late,) = [n for n in notices_since(seq) if n.kind == events.TICKET]
+    assert "sla_breach" in late.data["actions"] and late.data["assignee_id"] == agent_id
+
 
 def read_ticket_notice(client, ticket_id: int, action, timeout: float = 10.0) -> tuple[dict, str]:
     """Open the event stream, run `action` once it is listening, and return the first notice about the ticket (and
@@ -88,13 +96,14 @@ def test_the_event_stream_needs_a_login_and_streams_a_notice_when_a_merchant_wri
     ticket_id = handoff("4242")
 
     def merchant_writes() -> None:
+        events.publish(events.CHAT, "web:someone")  # the merchants' chat pages' notices are not for agents
         with session_scope() as db_session:
             ticket_handoff.append_merchant_message(db_session=db_session, ticket_id=ticket_id, text=MERCHANT_SAYS)
 
     notice, raw = read_ticket_notice(client, ticket_id, merchant_writes)
     assert "merchant_message" in notice["actions"]
     assert re.search(r"^id: \d+$", raw, re.M), "each notice carries its number, so a reconnect resumes after it"
-    assert "event: ticket" in raw and MERCHANT_SAYS not in raw
+    assert "event: ticket" in raw and MERCHANT_SAYS not in raw and "web:someone" not in raw
 
 
 def visible(html: str) -> str:
