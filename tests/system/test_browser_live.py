@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from core.database import session_scope
 from tests.conftest import make_integration
 from tests.system.test_browser import SQLITE_ONLY, browser, chromium_path, fake_telegram, logged_in, served  # noqa: F401
-from ticketing import replies, service, staff
+from ticketing import flows, replies, service, staff
 
 SHOTS = Path("/tmp/shots-live")
 DRAFT = "您好，我先帮您查一下开票记录，"
@@ -34,15 +34,16 @@ def shot(page, name: str) -> None:
 @SQLITE_ONLY
 def test_two_agents_work_a_ticket_live(served, browser):  # noqa: F811
     with session_scope() as db_session:
-        staff.create(db_session=db_session, username="wangfang", password="correct horse battery", display_name="王芳")
+        agent_a = staff.create(
+            db_session=db_session, username="wangfang", password="correct horse battery", display_name="王芳"
+        ).id
         staff.create(db_session=db_session, username="lisi", password="correct horse battery", display_name="李四")
         replies.create_canned(db_session=db_session, title="问候", body="{merchant_name}您好，我是{agent_name}，")
     chat = make_integration()
 
-    def merchant_says(text: str) -> None:
-        sent = httpx.post(
-            f"{served}/api/chat", json={"user_id": "m-live", "text": text}, headers=chat.headers, timeout=30
-        )
+    def merchant_says(text: str, user_id: str = "m-live") -> None:
+        body = {"user_id": user_id, "text": text}
+        sent = httpx.post(f"{served}/api/chat", json=body, headers=chat.headers, timeout=30)
         assert sent.status_code == 200, sent.text
 
     context_a, page_a = logged_in(browser, served, "/console/queue", "wangfang")
@@ -105,6 +106,13 @@ def test_two_agents_work_a_ticket_live(served, browser):  # noqa: F811
         page_a.wait_for_function("window.__notes.length > 0", timeout=10_000)
         assert page_a.evaluate("window.__notes") == ["商户发来新消息"]
         shot(page_a, "6-queue-after-notification")
+
+        with session_scope() as db_session:
+            staff.set_online(db_session=db_session, staff_id=agent_a, online=True)
+        merchant_says("转人工，发票作废不了", user_id="m-live-2")
+        flows.housekeeping()  # the ticketing worker's round: auto-assignment gives the new ticket to 王芳
+        page_a.wait_for_function("window.__notes.length > 1", timeout=10_000)
+        assert page_a.evaluate("window.__notes") == ["商户发来新消息", "新工单已分配给您"]
     finally:
         context_a.close()
         if context_b is not None:
