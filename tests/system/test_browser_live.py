@@ -11,6 +11,7 @@ from core.database import session_scope
 from tests.conftest import make_integration
 from tests.system.test_browser import SQLITE_ONLY, browser, chromium_path, fake_telegram, logged_in, served  # noqa: F401
 from ticketing import flows, replies, service, staff
+from ticketing import handoff as ticket_handoff
 
 SHOTS = Path("/tmp/shots-live")
 DRAFT = "您好，我先帮您查一下开票记录，"
@@ -117,3 +118,24 @@ def test_two_agents_work_a_ticket_live(served, browser):  # noqa: F811
         context_a.close()
         if context_b is not None:
             context_b.close()
+
+
+@SQLITE_ONLY
+def test_without_the_event_stream_the_queue_says_so_and_refreshes_itself(served, browser):  # noqa: F811
+    with session_scope() as db_session:
+        staff.create(db_session=db_session, username="wangfang", password="correct horse battery", display_name="王芳")
+    context, page = logged_in(browser, served, "/console/queue", "wangfang")
+    try:
+        context.route("**/console/events*", lambda route: route.abort())
+        page.reload()
+        expect(page.locator(".live-status")).to_have_text("已断开，每 15 秒刷新")
+        page.evaluate("window.__stayed = true")
+        with session_scope() as db_session:
+            number = ticket_handoff.open_for_handoff(
+                db_session=db_session, channel="telegram", user_id="4242", text="人工客服"
+            ).ticket.number
+        expect(page.locator("table.queue")).to_contain_text(number, timeout=20_000)
+        assert page.evaluate("window.__stayed === true"), "polled in place, not reloaded"
+        shot(page, "7-queue-polling-when-disconnected")
+    finally:
+        context.close()
