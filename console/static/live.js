@@ -167,6 +167,7 @@
         part.innerHTML = replacement.innerHTML;
       }
     }
+    watchDeliveries();
     // The reply box stays (draft, caret, focus); only whether it may be used follows the ticket.
     var controlsNow = document.querySelectorAll("#reply-form textarea, #reply-form button, #reply-form input");
     for (var j = 0; j < controlsNow.length; j++) {
@@ -185,6 +186,17 @@
     var foldedNow = box.querySelector("details.bot-turns");
     if (foldedNow) foldedNow.open = open;
     if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  // A reply still on its way to the merchant: look again every few seconds (for two minutes) until it is sent.
+  var deliveryChecks = 0;
+  function watchDeliveries() {
+    var transcript = document.getElementById("transcript");
+    if (!ticketId || !transcript || deliveryChecks >= 40) return;
+    if (transcript.querySelector(".delivery-pending, .delivery-sending")) {
+      deliveryChecks += 1;
+      setTimeout(refreshSoon, 3000);
+    }
   }
 
   // --- the notice stream, with polling while it is down -----------------------------------------------------
@@ -217,7 +229,9 @@
     if (notice.kind === "resync") {
       refreshSoon();
     } else if (ticketId) {
-      if (String(notice.key) === ticketId && notice.kind !== "queue") refreshSoon();
+      if (String(notice.key) !== ticketId || notice.kind === "queue") return;
+      deliveryChecks = 0;
+      refreshSoon();
     } else if (notice.kind === "queue" || notice.kind === "presence") {
       refreshSoon();
     }
@@ -252,6 +266,7 @@
   var form = document.getElementById("reply-form");
   var text = document.getElementById("reply-text");
   if (box) box.scrollTop = box.scrollHeight;
+  watchDeliveries();
   if (form && location.hash !== "#reply") form.scrollIntoView({ block: "nearest" });
 
   function post(path, fields) {

@@ -139,3 +139,25 @@ def test_without_the_event_stream_the_queue_says_so_and_refreshes_itself(served,
         shot(page, "7-queue-polling-when-disconnected")
     finally:
         context.close()
+
+
+@SQLITE_ONLY
+def test_a_sent_reply_shows_as_delivered_without_a_reload(served, fake_telegram, browser):  # noqa: F811
+    with session_scope() as db_session:
+        staff.create(db_session=db_session, username="wangfang", password="correct horse battery", display_name="王芳")
+        ticket_id = ticket_handoff.open_for_handoff(
+            db_session=db_session, channel="telegram", user_id="4242", text="人工客服，发票开具失败"
+        ).ticket.id
+    context, page = logged_in(browser, served, f"/console/tickets/{ticket_id}", "wangfang")
+    try:
+        fake_telegram.flood(retry_after=3)  # the first attempt is refused: the reply waits a few seconds
+        page.locator("#reply-text").fill("您好，马上为您处理。")
+        page.locator("#reply-text").press("Control+Enter")
+        expect(page.get_by_role("status")).to_contain_text("回复已发送")
+        page.evaluate("window.__stayed = true")
+        expect(page.locator(".msg-agent .delivery")).not_to_have_text("已送达")
+        fake_telegram.wait_for("sendMessage", count=2, timeout=15)
+        expect(page.locator(".msg-agent .delivery")).to_have_text("已送达", timeout=15_000)
+        assert page.evaluate("window.__stayed === true")
+    finally:
+        context.close()
