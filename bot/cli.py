@@ -27,6 +27,9 @@ from merchants import service as merchant_service
 from ticketing import staff
 
 FIRST_ADMIN_COMMAND = ".venv/bin/merchant-assist user create admin --role admin"
+# On stop, requests in flight get this long to finish; live pages' event streams never finish by themselves (their
+# browsers reconnect to the next server).
+SHUTDOWN_GRACE_SECONDS = 10
 
 app = typer.Typer(help="merchant-assist: 发票商户智能客服", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -81,6 +84,7 @@ def serve(
         log_config=logs.dict_config(level=logging.getLogger().level, fmt=settings.log_format),  # for each worker
         access_log=False,
         proxy_headers=True,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
 
 
