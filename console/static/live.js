@@ -216,6 +216,7 @@
   }
 
   var lastId = null;
+  var downSince = null;
   function onNotice(event) {
     var notice;
     if (event.lastEventId) lastId = event.lastEventId;
@@ -244,17 +245,30 @@
     }
     var seq = lastId || meta("console-seq");
     var source = new EventSource("/console/events" + (seq ? "?after=" + encodeURIComponent(seq) : ""));
-    source.onopen = stopPolling;
+    source.onopen = function () {
+      clearTimeout(downSince);
+      downSince = null;
+      stopPolling();
+    };
     source.onerror = function () {
-      startPolling();
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, POLL_MS); // refused: try again later
+      if (source.readyState === EventSource.CLOSED) {
+        startPolling(); // refused (e.g. logged out): poll, and try the stream again later
+        setTimeout(connect, POLL_MS);
+      } else if (!downSince) {
+        // The browser reconnects by itself (resuming after the last notice); say so only when that takes a while.
+        downSince = setTimeout(function () {
+          downSince = null;
+          startPolling();
+        }, 3000);
+      }
     };
     ["ticket", "queue", "presence", "resync"].forEach(function (kind) {
       source.addEventListener(kind, onNotice);
     });
   }
 
-  setLive(false);
+  indicator.textContent = "连接中…";
+  indicator.className = "live-status";
   connect();
   if (!ticketId) setInterval(refresh, 60000); // SLA countdowns and presence that ran out
 

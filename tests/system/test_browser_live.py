@@ -128,7 +128,7 @@ def test_without_the_event_stream_the_queue_says_so_and_refreshes_itself(served,
     try:
         context.route("**/console/events*", lambda route: route.abort())
         page.reload()
-        expect(page.locator(".live-status")).to_have_text("已断开，每 15 秒刷新")
+        expect(page.locator(".live-status")).to_have_text("已断开，每 15 秒刷新", timeout=10_000)
         page.evaluate("window.__stayed = true")
         with session_scope() as db_session:
             number = ticket_handoff.open_for_handoff(
