@@ -4,8 +4,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.messages import Reply
-from handlers import human, wording
+from handlers import human
 from handlers.turn import Turn
+from knowledge import wording
 from ticketing import handoff as ticket_handoff
 
 
