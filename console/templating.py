@@ -16,6 +16,7 @@ from console.errors import LOGIN_PATH, TITLES, ConsoleError
 from console.identity import current_staff
 from core.clock import utc
 from core.database import session_scope
+from core.redact import mask_private
 from core.settings import get_settings
 from knowledge.guides import get_guides
 from knowledge.models import FaqEntry
@@ -256,7 +257,12 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        localtime=localtime, duration=duration, category=category_label, topic=topic_label, change_items=change_items
+        localtime=localtime,
+        duration=duration,
+        category=category_label,
+        topic=topic_label,
+        change_items=change_items,
+        private=mask_private,
     )
     env.globals.update(
         STATE_LABELS=STATE_LABELS,

@@ -9,12 +9,25 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.clock import utc
+from core.redact import mask_binding_code
 from merchants.models import Merchant
 from ticketing import replies, service
 from ticketing.assignment import PRIORITY_RANK
 from ticketing.calendar import calendar_from_settings
 from ticketing.lifecycle import ReplyWindow, reply_window
-from ticketing.models import ACTIVE, ASSIGNED, NEW, STATES, StaffUser, Ticket, TicketEvent, TicketNote, TicketTag
+from ticketing.models import (
+    ACTIVE,
+    ASSIGNED,
+    MERCHANT,
+    NEW,
+    STATES,
+    StaffUser,
+    Ticket,
+    TicketEvent,
+    TicketMessage,
+    TicketNote,
+    TicketTag,
+)
 from ticketing.sla import SlaStatus, policy_from_settings, sla_status
 
 ORDERS = ("priority", "due", "oldest", "newest", "updated")
@@ -223,6 +236,11 @@ class TicketDetail:
     earlier_tickets: list[Ticket]
 
 
+def _shown(message: TicketMessage) -> str:
+    """A transcript line as staff see it: a merchant's binding code never (it may still be valid)."""
+    return mask_binding_code(message.text) if message.author_kind == MERCHANT else message.text
+
+
 def detail(*, db_session: Session, ticket_id: int, now: datetime | None = None) -> TicketDetail:
     """One ticket in full: transcript with delivery states, notes, tags, SLA, reply window, events and the merchant's
     earlier tickets (TicketNotFound when there is none)."""
@@ -235,7 +253,7 @@ def detail(*, db_session: Session, ticket_id: int, now: datetime | None = None) 
     merchants = _names(db_session, Merchant, Merchant.name, {ticket.merchant_id})
     sent = replies.deliveries(db_session=db_session, ticket_id=ticket_id)
     transcript = [
-        TranscriptLine(m.id, m.author_kind, staff.get(m.author_id), m.text, utc(m.created_at), sent.get(m.id))
+        TranscriptLine(m.id, m.author_kind, staff.get(m.author_id), _shown(m), utc(m.created_at), sent.get(m.id))
         for m in messages
     ]
     note_lines = [NoteLine(n.id, n.author_id, staff.get(n.author_id), n.text, utc(n.created_at)) for n in notes]
