@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, FastAPI, status
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from console import admin, auth, faq, insights, integrations, tickets, tools, unanswered
+from console import admin, auth, faq, insights, integrations, merchants, tickets, tools, unanswered
 from console.csrf import csrf_protect
 from console.errors import ConsoleError
 from console.identity import require_admin
@@ -34,6 +34,7 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/", home, methods=["GET", "HEAD"], include_in_schema=False)
     app.include_router(auth.router)
     app.include_router(tickets.router)
+    app.include_router(merchants.router)
     app.include_router(admin.router)
     app.include_router(integrations.router)
     app.include_router(knowledge_router)
