@@ -12,6 +12,7 @@ from core.clock import utc
 from core.redact import mask_binding_code
 from merchants.models import Merchant
 from ticketing import replies, service
+from ticketing import search as search_service
 from ticketing.assignment import PRIORITY_RANK
 from ticketing.calendar import calendar_from_settings
 from ticketing.lifecycle import ReplyWindow, reply_window
@@ -48,6 +49,7 @@ class QueueItem:
 def _filtered(
     query: Select,
     *,
+    db_session: Session,
     states: Iterable[str] | None,
     assignee_id: int | None,
     unassigned: bool,
@@ -83,6 +85,7 @@ def _filtered(
         conditions = [
             Ticket.subject.contains(needle, autoescape=True),
             Ticket.user_id.contains(needle, autoescape=True),
+            search_service.matches(db_session=db_session, needle=needle),
         ]
         ticket_id = service.parse_number(needle)
         if ticket_id is not None:
@@ -124,10 +127,12 @@ def list_queue(
     now: datetime | None = None,
 ) -> list[QueueItem]:
     """Tickets matching the filters (active ones by default), in the chosen order, each with its SLA countdown.
-    `search` matches the subject, the chat user id or a ticket number; `overdue` keeps tickets past an SLA due."""
+    `search` matches the subject, the chat user id, a ticket number, a merchant message, the merchant's name or
+    taxpayer id, or an invoice number (ticketing.search); `overdue` keeps tickets past an SLA due."""
     now = utc(now)
     query = _filtered(
         select(Ticket),
+        db_session=db_session,
         states=states,
         assignee_id=assignee_id,
         unassigned=unassigned,

@@ -210,3 +210,21 @@ def test_an_agent_looks_an_invoice_up_by_number(console):  # noqa: F811
     assert missing.status_code == 404 and "没有查到" in missing.text
     wrong = client.post("/console/invoices/lookup", data={"number": "你好", "csrf_token": token})
     assert wrong.status_code == 400
+
+
+def test_the_queue_search_box_finds_a_ticket_by_merchant_tax_id_invoice_number_and_message(console):  # noqa: F811
+    client, _ = logged_in(console, "alice")
+    router, _ = bound_router("9401")
+    chat(router, f"发票 {NUMBER} 开不出来，税控盘一直报错", "9401")
+    chat(router, "转人工", "9401")
+    other = handoff("9402", text="转人工，电子税务局登录不上")
+    with session_scope() as db_session:
+        ticket = db_session.scalar(select(Ticket).where(Ticket.user_id == "9401"))
+
+    def finds(needle: str) -> bool:
+        page = client.get("/console/queue", params={"q": needle, "state": "all"}).text
+        assert f'href="/console/tickets/{other}"' not in page or needle == "登录不上"
+        return f'href="/console/tickets/{ticket.id}"' in page
+
+    assert finds("好运商贸") and finds(TAX_ID) and finds(NUMBER) and finds("税控盘一直报错")
+    assert not finds("登录不上")
