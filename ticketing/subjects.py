@@ -29,11 +29,11 @@ def question(text: str) -> str:
     folded = fold(text)
     if not folded or _BINDING.match(folded) or _PAYLOAD.match(folded) or _CHOICE.match(folded):
         return ""
-    if _GREETING.match(folded) or _COURTESY.match(folded):
-        return ""
     person = _PERSON.match(text.lower())
     rest = text[person.end() :].strip(" ，,。.！!") if person else text
-    return rest if len(rest) >= MIN_QUESTION_CHARS else ""
+    if len(rest) < MIN_QUESTION_CHARS or _GREETING.match(fold(rest)) or _COURTESY.match(fold(rest)):
+        return ""
+    return rest
 
 
 def pick(lines: Iterable[tuple[str, str | None]], learned: dict[str, Any] | None = None) -> str:
