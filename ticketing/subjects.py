@@ -6,6 +6,7 @@ from typing import Any
 
 from core.redact import mask_private
 from core.text import fold
+from knowledge import wording
 
 MAX_SUBJECT_CHARS = 80
 # Bot replies that show the merchant's message asked nothing about a problem.
@@ -17,9 +18,13 @@ _PERSON = re.compile(
     r"^(你好|您好|在吗|喂)?[，,。 ]*(我要|我想|我需要|请|帮我|麻烦)?(转|找|接|要|换)?"
     r"(人工客服|人工服务|人工|真人|客服|工作人员)(服务)?[吧呢啊呀吗了！!。.，, ]*"
 )
-_GREETING = re.compile(r"^(你好|您好|hi|hello|在吗|在不在|有人吗|有人在吗|哈喽|嗨)[呀啊吗呢！!。.？? ]*$")
-_COURTESY = re.compile(r"^(谢谢|多谢|好的|好|嗯|ok|收到|明白了|知道了)+[呀啊了！!。.～~ ]*$")
 MIN_QUESTION_CHARS = 2
+MAX_BARE_REQUEST_CHARS = 8  # a longer message that asks for someone says why too
+
+
+def _idle(text: str) -> bool:
+    """A greeting, thanks, an "ok", a goodbye, emoji or "有人吗": nothing asked."""
+    return wording.is_greeting(text) or wording.is_courtesy(text) or wording.is_nudge(text)
 
 
 def question(text: str) -> str:
@@ -27,13 +32,15 @@ def question(text: str) -> str:
     binding command, a bare request for a person, an option payload or a thank-you."""
     text = text.strip()
     folded = fold(text)
-    if not folded or _BINDING.match(folded) or _PAYLOAD.match(folded) or _CHOICE.match(folded):
+    if not folded or _BINDING.match(folded) or _PAYLOAD.match(folded) or _CHOICE.match(folded) or _idle(text):
         return ""
+    if not wording.wants_person(text):
+        return text
     person = _PERSON.match(text.lower())
-    rest = text[person.end() :].strip(" ，,。.！!") if person else text
-    if len(rest) < MIN_QUESTION_CHARS or _GREETING.match(fold(rest)) or _COURTESY.match(fold(rest)):
-        return ""
-    return rest
+    if person is None:  # "找你们领导" asks for someone; "我要投诉，发票三天没开出来" says why
+        return text if len(folded) > MAX_BARE_REQUEST_CHARS else ""
+    rest = text[person.end() :].strip(" ，,。.！!")
+    return "" if len(rest) < MIN_QUESTION_CHARS or _idle(rest) else rest
 
 
 def pick(lines: Iterable[tuple[str, str | None]], learned: dict[str, Any] | None = None) -> str:

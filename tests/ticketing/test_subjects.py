@@ -22,6 +22,9 @@ from ticketing import subjects
         "2",
         "谢谢",
         "好的",
+        "有人吗",
+        "找你们领导",
+        "给我回个电话",
     ],
 )
 def test_messages_that_state_no_problem_give_no_subject(text):
@@ -35,6 +38,7 @@ def test_messages_that_state_no_problem_give_no_subject(text):
         ("我要人工客服 数电票怎么红冲", "数电票怎么红冲"),
         ("开票提示服务器繁忙", "开票提示服务器繁忙"),
         ("你好，我想开发票", "你好，我想开发票"),
+        ("我要投诉，发票三天没开出来", "我要投诉，发票三天没开出来"),
     ],
 )
 def test_the_question_is_kept(text, asked):
