@@ -4,6 +4,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from core.identifiers.binding import is_binding_command
 from core.redact import mask_private
 from core.text import fold
 from knowledge import wording
@@ -11,7 +12,6 @@ from knowledge import wording
 MAX_SUBJECT_CHARS = 80
 # Bot replies that show the merchant's message asked nothing about a problem.
 NOISE_INTENTS = frozenset({"greeting", "binding", "smalltalk", "human", "throttled"})
-_BINDING = re.compile(r"^(我要|我想|申请|帮我|请)?(绑定|綁定|bangding|关联|解绑|解除绑定)")
 _PAYLOAD = re.compile(r"^[a-z_]+:[\w:.-]*$")  # an option's payload ("intent:handoff", "faq:busy_server")
 _CHOICE = re.compile(r"^\d{1,2}$")  # an option picked by its number
 _PERSON = re.compile(
@@ -32,7 +32,7 @@ def question(text: str) -> str:
     binding command, a bare request for a person, an option payload or a thank-you."""
     text = text.strip()
     folded = fold(text)
-    if not folded or _BINDING.match(folded) or _PAYLOAD.match(folded) or _CHOICE.match(folded) or _idle(text):
+    if not folded or is_binding_command(folded) or _PAYLOAD.match(folded) or _CHOICE.match(folded) or _idle(text):
         return ""
     if not wording.wants_person(text):
         return text
