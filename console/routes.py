@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, FastAPI, status
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from console import admin, auth, faq, insights, integrations, live, tickets, tools, unanswered
+from console import admin, auth, faq, insights, integrations, live, merchants, tickets, tools, unanswered
 from console.csrf import csrf_protect
 from console.errors import ConsoleError
 from console.identity import require_admin
@@ -36,6 +36,7 @@ def install(app: FastAPI) -> None:
     app.include_router(tickets.router)
     app.include_router(live.router)
     app.include_router(live.stream_router)
+    app.include_router(merchants.router)
     app.include_router(admin.router)
     app.include_router(integrations.router)
     app.include_router(knowledge_router)

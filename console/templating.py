@@ -16,6 +16,7 @@ from console.errors import LOGIN_PATH, TITLES, ConsoleError
 from console.identity import current_staff
 from core.clock import utc
 from core.database import session_scope
+from core.redact import mask_private
 from core.settings import get_settings
 from knowledge.guides import get_guides
 from knowledge.models import FaqEntry
@@ -46,6 +47,8 @@ SLA_LABELS = {
 AUTHOR_LABELS = {"merchant": "商户", "bot": "智能助手", "agent": "客服", "system": "系统通知"}
 DELIVERY_LABELS = {"pending": "待发送", "sending": "发送中", "sent": "已送达", "failed": "发送失败"}
 ACTION_LABELS = {
+    "binding_code_issued": "签发绑定码",
+    "invoice_lookup": "查询发票",
     "created": "创建工单",
     "handoff": "转人工",
     "assigned": "分配",
@@ -173,6 +176,10 @@ FIELD_LABELS = {
     "version": "版本",
     "question": "问题",
     "text": "内容",
+    "merchant": "商户",
+    "expires_at": "有效期至",
+    "number": "发票号码",
+    "found": "查到",
 }
 HIDDEN_FIELDS = frozenset({"event", "ip", "window_started_at", "opened_at"})
 VALUE_LABELS: dict[str, dict] = {
@@ -256,7 +263,12 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        localtime=localtime, duration=duration, category=category_label, topic=topic_label, change_items=change_items
+        localtime=localtime,
+        duration=duration,
+        category=category_label,
+        topic=topic_label,
+        change_items=change_items,
+        private=mask_private,
     )
     env.globals.update(
         STATE_LABELS=STATE_LABELS,

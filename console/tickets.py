@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console import logins
+from console.context import invoice_rows
 from console.csrf import csrf_protect
 from console.errors import forbidden, not_found, safe_next
 from console.identity import Agent, require_agent
@@ -238,6 +239,7 @@ def _merchant_context(db_session: Session, ticket: Ticket) -> dict[str, Any]:
         "guide": _guide_progress(context.get("guide")),
         "invoice": invoice,
         "stored_invoice": stored,
+        "invoice_rows": invoice_rows(invoice, stored),
         "invoice_labels": INVOICE_STATUS_LABELS,
         "handoffs": context.get("handoffs") or [],
     }

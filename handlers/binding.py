@@ -3,6 +3,7 @@
 import re
 
 from core.identifiers import InvoiceRef, check_taxpayer_id, find_taxpayer_id
+from core.identifiers.binding import BIND_COMMAND, BINDING_CODE, UNBIND_COMMAND
 from core.messages import Option, Reply
 from core.redact import mask
 from core.settings import get_settings
@@ -14,10 +15,7 @@ from merchants import service as merchants
 from ticketing import service as ticket_service
 
 AWAITING = "binding"
-_BIND = re.compile(r"^(我要|我想|申请|帮我|请)?(绑定|綁定|bangding|关联)(企业|公司|商户|账号|帐号|税号)?")
-_UNBIND = re.compile(r"^(我要|我想|申请|帮我|请)?(解绑|解除绑定|取消绑定|unbind)")
 _STATUS = re.compile(r"^(我的|查看|查询)?绑定(状态|信息|情况)|^我绑定了(什么|哪个|哪家)")
-_CODE = re.compile(r"(?<![0-9A-Z])[0-9]{8}(?![0-9A-Z])")
 _ID_LIKE = re.compile(r"(?<![0-9A-Z])[0-9A-Z]{12,22}(?![0-9A-Z])")
 
 ASK = (
@@ -41,12 +39,12 @@ TAX_ID_LOCKED = (
 
 def wants_bind(turn: Turn) -> bool:
     """True for "绑定", "我要绑定企业", or a message that starts with 绑定 followed by the details."""
-    return bool(_BIND.match(turn.folded)) and not wants_status(turn)
+    return bool(BIND_COMMAND.match(turn.folded)) and not wants_status(turn)
 
 
 def wants_unbind(turn: Turn) -> bool:
     """True for "解绑", "解除绑定"."""
-    return bool(_UNBIND.match(turn.folded))
+    return bool(UNBIND_COMMAND.match(turn.folded))
 
 
 def wants_status(turn: Turn) -> bool:
@@ -95,7 +93,7 @@ def bind(turn: Turn) -> Reply:
 def has_details(text: str) -> bool:
     """True when the message carries a taxpayer id and an 8-digit code."""
     upper = clean(text).upper()
-    return find_taxpayer_id(upper) is not None and _CODE.search(_without_tax_id(upper)) is not None
+    return find_taxpayer_id(upper) is not None and BINDING_CODE.search(_without_tax_id(upper)) is not None
 
 
 def looks_like_details(text: str) -> bool:
@@ -143,7 +141,7 @@ def attempt(turn: Turn) -> Reply:
         return refusal
     upper = clean(turn.text).upper()
     raw_tax_id = find_taxpayer_id(upper)
-    code_match = _CODE.search(_without_tax_id(upper))
+    code_match = BINDING_CODE.search(_without_tax_id(upper))
     id_like = _ID_LIKE.search(upper)
     if raw_tax_id is None and id_like is not None and not check_taxpayer_id(id_like.group(0)).ok:
         turn.state.awaiting = AWAITING

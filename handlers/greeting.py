@@ -1,8 +1,9 @@
 """Greeting and help menu."""
 
 from core.messages import Option, Reply
-from handlers import payloads, wording
+from handlers import payloads
 from handlers.turn import Turn
+from knowledge import wording
 
 MENU_OPTIONS = [
     Option("常见问题（开票、作废、红冲、查验、登录等）", payloads.make("menu", "faq")),

@@ -340,8 +340,7 @@ def leave(turn: Turn) -> Reply | None:
 def hand_off(turn: Turn, note: str | None = None) -> Reply:
     """Hand off to a human with what the guide learned (a plain handoff without a guide)."""
     learned = learned_so_far(turn, note)
-    turn.state.guide = None
-    return handoff.start(turn, learned)
+    return handoff.start(turn, learned)  # the guide's progress goes into the ticket; the handoff ends the guide
 
 
 def learned_so_far(turn: Turn, note: str | None = None) -> handoff.Learned | None:

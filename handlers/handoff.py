@@ -4,8 +4,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.messages import Reply
-from handlers import human, wording
+from handlers import human
 from handlers.turn import Turn
+from knowledge import wording
 from ticketing import handoff as ticket_handoff
 
 
@@ -83,6 +84,6 @@ def _open_ticket(turn: Turn, learned: Learned | None) -> str | None:
         topic=learned.topic if learned else turn.state.last_topic,
         learned=learned.as_dict() if learned else None,
         guide=guide,
-        invoice=turn.state.pending_invoice,
+        invoice=turn.state.last_invoice or turn.state.pending_invoice,
     )
     return handoff.merchant_text

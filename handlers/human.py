@@ -7,8 +7,9 @@ import time
 
 from core.messages import Reply
 from core.settings import get_settings
-from handlers import greeting, wording
+from handlers import greeting
 from handlers.turn import Turn
+from knowledge import wording
 from ticketing import flows as ticket_flows
 from ticketing import lifecycle
 from ticketing import service as ticket_service
@@ -18,7 +19,6 @@ from ticketing.sla import business_status
 _END = re.compile(
     r"^(结束|结束人工|结束对话|结束服务|取消人工|取消转人工|不用人工了|不需要人工了|退出人工)[了啦吧。.!！]*$"
 )
-COURTESY_KINDS = ("thanks", "ack", "bye", "laugh", "emoji")  # small talk that asks nothing ("identity" does)
 clock = time.time  # the wall clock the acknowledgement pauses are measured with (tests move it)
 
 
@@ -42,12 +42,6 @@ def asks_for_someone(turn: Turn) -> bool:
     return wording.is_nudge(turn.text) or wording.wants_person(turn.text)
 
 
-def is_courtesy(turn: Turn) -> bool:
-    """True when the message is only thanks, an "ok", a goodbye, laughter or emoji ("好的谢谢", "👍"): after a
-    resolve it is logged to the ticket, never a reason to reopen it."""
-    return wording.small_talk(turn.text) in COURTESY_KINDS
-
-
 def acknowledged(turn: Turn) -> None:
     """Remember that the merchant was just told that staff will see the conversation."""
     turn.state.human_ack_at = clock()
@@ -60,7 +54,6 @@ def relay(turn: Turn) -> Reply | None:
         channel=turn.message.channel,
         user_id=turn.message.user_id,
         text=turn.text,
-        courtesy=is_courtesy(turn),
     )
     if outcome.action == "none":
         return None

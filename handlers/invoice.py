@@ -77,6 +77,22 @@ def handle(turn: Turn, invoice_scan: InvoiceScan | None) -> Reply:
     return status(turn, ref)
 
 
+def remembered(invoice: dict[str, str], answer: flows.StatusAnswer) -> dict[str, str]:
+    """What the conversation keeps of a lookup for a later ticket: the number, what the lookup found and, for the
+    merchant's own invoice, its status, amount, buyer and issue time."""
+    kept = {**invoice, "result": answer.kind}
+    record = answer.lookup.record if answer.lookup is not None else None
+    if answer.lookup is not None:
+        kept["looked_up_at"] = answer.lookup.fetched_at.isoformat()
+    if record is not None:
+        kept["status"] = record.status.value
+        extra = {"total": record.total, "buyer_name": record.buyer_name, "failure_reason": record.failure_reason}
+        kept.update({key: value for key, value in extra.items() if value})
+        if record.issued_at is not None:
+            kept["issued_at"] = record.issued_at.isoformat()
+    return kept
+
+
 def status(turn: Turn, ref: InvoiceRef) -> Reply:
     """The invoice's status for a bound merchant, "not found or not yours" otherwise, with what to do next."""
     invoice = ref.as_dict()
@@ -89,6 +105,7 @@ def status(turn: Turn, ref: InvoiceRef) -> Reply:
         code=ref.code,
         number=ref.number,
     )
+    turn.state.last_invoice = remembered(invoice, answer)
     heading = f"{ref.describe()} " + (f"发票代码 {ref.code} 号码 {ref.number}" if ref.code else f"号码 {ref.number}")
     if answer.kind == "unbound":
         turn.state.pending_invoice = invoice

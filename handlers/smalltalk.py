@@ -2,8 +2,9 @@
 miss or a ticket; a guide in progress keeps its question on screen."""
 
 from core.messages import Reply
-from handlers import guide, wording
+from handlers import guide
 from handlers.turn import Turn
+from knowledge import wording
 
 REPLIES = {
     "thanks": "不客气😊 还有其他发票问题，随时问我。",

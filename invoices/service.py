@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.clock import utc
@@ -44,6 +44,20 @@ def get(*, db_session: Session, code: str | None, number: str) -> Invoice | None
     """One stored invoice by code (None for 数电票) and number."""
     query = select(Invoice).where(Invoice.code == (code or NO_CODE), Invoice.number == number)
     return db_session.scalar(query.execution_options(populate_existing=True))
+
+
+def list_for_tax_ids(*, db_session: Session, tax_ids: Iterable[str], limit: int = 50) -> list[Invoice]:
+    """Stored invoices a merchant sold or bought (by its taxpayer ids), latest first."""
+    wanted = list(tax_ids)
+    if not wanted:
+        return []
+    query = (
+        select(Invoice)
+        .where(or_(Invoice.seller_tax_id.in_(wanted), Invoice.buyer_tax_id.in_(wanted)))
+        .order_by(Invoice.updated_at.desc(), Invoice.id.desc())
+        .limit(limit)
+    )
+    return list(db_session.scalars(query))
 
 
 def to_record(invoice: Invoice) -> InvoiceRecord:

@@ -1,5 +1,6 @@
 """Invoice watches: create, list, cancel, and claim the due ones for a re-check."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -65,6 +66,18 @@ def list_active(*, db_session: Session, channel: str, user_id: str) -> list[Invo
         .where(InvoiceWatch.channel == channel, InvoiceWatch.user_id == user_id, InvoiceWatch.state == ACTIVE)
         .order_by(InvoiceWatch.id)
     )
+    return list(db_session.scalars(query))
+
+
+def list_for_identities(
+    *, db_session: Session, identities: Iterable[tuple[str, str]], limit: int = 50
+) -> list[InvoiceWatch]:
+    """The watches (any state) of the given (channel, user id) identities, newest first."""
+    wanted = list(identities)
+    if not wanted:
+        return []
+    matches = [and_(InvoiceWatch.channel == channel, InvoiceWatch.user_id == user_id) for channel, user_id in wanted]
+    query = select(InvoiceWatch).where(or_(*matches)).order_by(InvoiceWatch.id.desc()).limit(limit)
     return list(db_session.scalars(query))
 
 

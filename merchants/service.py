@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utc
@@ -78,6 +78,16 @@ def get_all(*, db_session: Session) -> list[Merchant]:
 def get_tax_ids(*, db_session: Session, merchant_id: int) -> list[str]:
     """The taxpayer ids a merchant owns."""
     query = select(MerchantTaxId.tax_id).where(MerchantTaxId.merchant_id == merchant_id).order_by(MerchantTaxId.tax_id)
+    return list(db_session.scalars(query))
+
+
+def search(*, db_session: Session, text: str = "", limit: int = 50) -> list[Merchant]:
+    """Merchants whose name contains `text` or one of whose taxpayer ids contains it (all when empty), by name."""
+    query = select(Merchant).order_by(Merchant.name, Merchant.id).limit(limit)
+    needle = text.strip()
+    if needle:
+        owners = select(MerchantTaxId.merchant_id).where(MerchantTaxId.tax_id.contains(needle.upper(), autoescape=True))
+        query = query.where(or_(Merchant.name.contains(needle, autoescape=True), Merchant.id.in_(owners)))
     return list(db_session.scalars(query))
 
 

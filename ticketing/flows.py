@@ -1,7 +1,6 @@
 """Multi-step ticketing: routing a merchant's message while a ticket is open, periodic housekeeping, disabling staff."""
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,15 +11,13 @@ from core.background import BatchWorker
 from core.clock import utc
 from core.database import session_scope
 from core.settings import get_settings
+from knowledge import wording
 from ticketing import assignment, handoff, lifecycle, replies, service, sla, staff
 from ticketing.models import ACTIVE, RESOLVED, StaffUser, Ticket
 
 log = logging.getLogger(__name__)
 
-# A bare thank-you or "ok" (one or several: "好的谢谢", "👍👍"); the bot passes its own, finer reading instead.
-COURTESY = re.compile(r"^(谢谢(你|您|啦|了)?|多谢|感谢|好的?|好滴|嗯+|哦+|收到|ok|okay|thanks?|👍)+$", re.IGNORECASE)
 COURTESY_REPLY = "不客气，祝您工作顺利！如还有问题，随时留言。"
-STRIP = re.compile(r"[\s,，。.!！~～、]+")
 
 
 @dataclass(frozen=True)
@@ -45,11 +42,10 @@ def route_merchant_message(
     channel: str,
     user_id: str,
     text: str,
-    courtesy: bool | None = None,
     now: datetime | None = None,
 ) -> InboundOutcome:
     """Call before the bot routes a message: an active ticket takes the message; a resolved one takes a rating or a
-    thank-you (`courtesy`, else COURTESY decides: logged, no reopen), and any other message within TICKET_REOPEN_DAYS
+    thank-you or "ok" (logged, no reopen), and any other message within TICKET_REOPEN_DAYS
     reopens it; otherwise the bot carries on."""
     now = utc(now)
     ticket = service.get_unclosed_for(db_session=db_session, channel=channel, user_id=user_id)
@@ -65,7 +61,7 @@ def route_merchant_message(
         handoff.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         replies.record_csat(db_session=db_session, ticket_id=ticket.id, score=rating[0], comment=rating[1], now=now)
         return InboundOutcome("csat", ticket, replies.CSAT_THANKS)
-    if courtesy if courtesy is not None else COURTESY.match(STRIP.sub("", text)):
+    if wording.is_courtesy(text):
         handoff.log_merchant_message(db_session=db_session, ticket_id=ticket.id, text=text, now=now)
         return InboundOutcome("acknowledged", ticket, COURTESY_REPLY)
     if utc(ticket.resolved_at or now) < now - timedelta(days=get_settings().ticket_reopen_days):

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from core.clock import utc
 from core.conversation import service as conversation_service
+from core.redact import mask_private
 from core.settings import get_settings
 from merchants import service as merchant_service
-from ticketing import rules
+from ticketing import rules, subjects
 from ticketing.labels import check_priority
 from ticketing.lifecycle import apply_reopen, apply_transition
 from ticketing.models import (
@@ -43,8 +44,8 @@ from ticketing.service import (
     touch,
 )
 from ticketing.sla import BusinessStatus, business_status, refresh_due
+from ticketing.subjects import MAX_SUBJECT_CHARS
 
-MAX_SUBJECT_CHARS = 80
 DEDUPE_SECONDS = 300  # a recorded turn this close to an identical merchant line is the same message
 
 
@@ -77,7 +78,7 @@ def create(
         state=NEW,
         priority=priority,
         category=category or GENERAL,
-        subject=conversation_service.storable(subject).strip()[:MAX_SUBJECT_CHARS],
+        subject=mask_private(conversation_service.storable(subject).strip())[:MAX_SUBJECT_CHARS],
         context=dict(context or {}),
         reopened_count=0,
         paused_seconds=0,
@@ -142,18 +143,19 @@ def open_for_handoff(
     user_id = conversation_service.storable(user_id)
     lock_identity(db_session=db_session, channel=channel, user_id=user_id)
     ticket, outcome = _ticket_for_handoff(db_session, channel, user_id, now)
-    merchant_texts = _copy_turns(db_session, ticket, now)
+    lines = _copy_turns(db_session, ticket, now)
     said = conversation_service.storable(text).strip() if text else ""
-    if said and (not merchant_texts or merchant_texts[-1] != said):
+    if said and (not lines or lines[-1][0] != said):
         add_message(db_session, ticket, MERCHANT, said, now)
-        merchant_texts.append(said)
+        lines.append((said, None))
+    merchant_texts = [line for line, _ in lines]
     ticket.context = _merged_context(ticket.context, topic, learned, guide, invoice, now)
     category = rules.category_for_topic(db_session=db_session, topic=topic)
     invoice_status = str(invoice.get("status")) if invoice and invoice.get("status") else None
     found = rules.classify(texts=merchant_texts, category=category, invoice_status=invoice_status, now=now)
     if outcome == "created":
         ticket.priority, ticket.category = found.priority, found.category
-        ticket.subject = _subject(learned, merchant_texts)
+        ticket.subject = subjects.pick(lines, learned)
     else:
         _escalate(db_session, ticket, found, now)
     if ticket.merchant_id is None:
@@ -201,9 +203,9 @@ def _ticket_for_handoff(db_session: Session, channel: str, user_id: str, now: da
     return create(db_session=db_session, channel=channel, user_id=user_id, now=now), "created"
 
 
-def _copy_turns(db_session: Session, ticket: Ticket, now: datetime) -> list[str]:
+def _copy_turns(db_session: Session, ticket: Ticket, now: datetime) -> list[tuple[str, str | None]]:
     """Copy the identity's recent conversation turns no ticket has seen (merchant text and bot reply); return the
-    merchant texts.
+    merchant texts with the intent the bot gave each.
     A turn matching a merchant line already added (same text, within DEDUPE_SECONDS) is linked, not copied twice."""
     seen = db_session.scalar(
         select(func.max(TicketMessage.source_turn_id))
@@ -241,7 +243,7 @@ def _copy_turns(db_session: Session, ticket: Ticket, now: datetime) -> list[str]
             unlinked.remove(twin)
         else:
             add_message(db_session, ticket, MERCHANT, turn.text, at, source_turn_id=turn.id)
-            texts.append(turn.text.strip())
+            texts.append((turn.text.strip(), turn.intent))
         if turn.reply:
             add_message(db_session, ticket, BOT, turn.reply, at, source_turn_id=turn.id)
     return texts
@@ -261,13 +263,6 @@ def _merged_context(
             merged[key] = value
     merged["handoffs"] = [*merged.get("handoffs", []), now.isoformat()][-20:]
     return merged
-
-
-def _subject(learned: dict[str, Any] | None, merchant_texts: list[str]) -> str:
-    if learned and learned.get("title"):
-        return str(learned["title"])[:MAX_SUBJECT_CHARS]
-    first = next((t for t in merchant_texts if t), "")
-    return first[:MAX_SUBJECT_CHARS]
 
 
 def _bound_merchant(db_session: Session, channel: str, user_id: str) -> int | None:

@@ -9,12 +9,26 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.clock import utc
+from core.redact import mask_binding_code
 from merchants.models import Merchant
 from ticketing import replies, service
+from ticketing import search as search_service
 from ticketing.assignment import PRIORITY_RANK
 from ticketing.calendar import calendar_from_settings
 from ticketing.lifecycle import ReplyWindow, reply_window
-from ticketing.models import ACTIVE, ASSIGNED, NEW, STATES, StaffUser, Ticket, TicketEvent, TicketNote, TicketTag
+from ticketing.models import (
+    ACTIVE,
+    ASSIGNED,
+    MERCHANT,
+    NEW,
+    STATES,
+    StaffUser,
+    Ticket,
+    TicketEvent,
+    TicketMessage,
+    TicketNote,
+    TicketTag,
+)
 from ticketing.sla import SlaStatus, policy_from_settings, sla_status
 
 ORDERS = ("priority", "due", "oldest", "newest", "updated")
@@ -35,6 +49,7 @@ class QueueItem:
 def _filtered(
     query: Select,
     *,
+    db_session: Session,
     states: Iterable[str] | None,
     assignee_id: int | None,
     unassigned: bool,
@@ -70,6 +85,7 @@ def _filtered(
         conditions = [
             Ticket.subject.contains(needle, autoescape=True),
             Ticket.user_id.contains(needle, autoescape=True),
+            search_service.matches(db_session=db_session, needle=needle),
         ]
         ticket_id = service.parse_number(needle)
         if ticket_id is not None:
@@ -111,10 +127,12 @@ def list_queue(
     now: datetime | None = None,
 ) -> list[QueueItem]:
     """Tickets matching the filters (active ones by default), in the chosen order, each with its SLA countdown.
-    `search` matches the subject, the chat user id or a ticket number; `overdue` keeps tickets past an SLA due."""
+    `search` matches the subject, the chat user id, a ticket number, a merchant message, the merchant's name or
+    taxpayer id, or an invoice number (ticketing.search); `overdue` keeps tickets past an SLA due."""
     now = utc(now)
     query = _filtered(
         select(Ticket),
+        db_session=db_session,
         states=states,
         assignee_id=assignee_id,
         unassigned=unassigned,
@@ -224,6 +242,11 @@ class TicketDetail:
     earlier_tickets: list[Ticket]
 
 
+def _shown(message: TicketMessage) -> str:
+    """A transcript line as staff see it: a merchant's binding code never (it may still be valid)."""
+    return mask_binding_code(message.text) if message.author_kind == MERCHANT else message.text
+
+
 def detail(*, db_session: Session, ticket_id: int, now: datetime | None = None) -> TicketDetail:
     """One ticket in full: transcript with delivery states, notes, tags, SLA, reply window, events and the merchant's
     earlier tickets (TicketNotFound when there is none)."""
@@ -237,7 +260,7 @@ def detail(*, db_session: Session, ticket_id: int, now: datetime | None = None) 
     sent = replies.deliveries(db_session=db_session, ticket_id=ticket_id)
     transcript = [
         TranscriptLine(
-            m.id, m.author_kind, staff.get(m.author_id), m.text, utc(m.created_at), sent.get(m.id), m.source_turn_id
+            m.id, m.author_kind, staff.get(m.author_id), _shown(m), utc(m.created_at), sent.get(m.id), m.source_turn_id
         )
         for m in messages
     ]

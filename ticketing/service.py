@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
@@ -124,6 +124,16 @@ def get_for_identity(*, db_session: Session, channel: str, user_id: str, limit: 
         .order_by(Ticket.id.desc())
         .limit(limit)
     )
+    return list(db_session.scalars(query))
+
+
+def get_for_merchant(
+    *, db_session: Session, merchant_id: int, identities: Iterable[tuple[str, str]] = (), limit: int = 50
+) -> list[Ticket]:
+    """A merchant's tickets (and those of its bound identities opened before the binding), newest first."""
+    matches = [Ticket.merchant_id == merchant_id]
+    matches += [and_(Ticket.channel == channel, Ticket.user_id == user_id) for channel, user_id in identities]
+    query = select(Ticket).where(or_(*matches)).order_by(Ticket.id.desc()).limit(limit)
     return list(db_session.scalars(query))
 
 

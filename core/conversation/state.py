@@ -69,6 +69,8 @@ class ChatState:
     human_ack_at: float | None = None
     # When it last answered "有人吗" or another 转人工 (epoch s); the first one after a handoff is always answered.
     human_nudge_at: float | None = None
+    # The last invoice looked up in this conversation and what the lookup found (carried into a handoff's ticket).
+    last_invoice: dict[str, str] | None = None
 
 
 def state_key(channel: str, user_id: str) -> str:

@@ -1,10 +1,10 @@
-"""Each labelled phrasing (tests/handlers/phrasings.py) is read as what it is: a request for a person, a greeting,
+"""Each labelled phrasing (tests/knowledge/phrasings.py) is read as what it is: a request for a person, a greeting,
 small talk, or none of these (an in-domain question the matcher must get)."""
 
 import pytest
 
-from handlers import wording
-from tests.handlers.phrasings import GREETING, HANDOFF, NEITHER, SMALL_TALK
+from knowledge import wording
+from tests.knowledge.phrasings import GREETING, HANDOFF, NEITHER, SMALL_TALK
 
 
 def test_the_labelled_lists_are_big_enough_to_mean_something():

@@ -4,7 +4,7 @@ Each intent is a small vocabulary, not one growing regex: greetings and small ta
 message splits into known words (particles, forms of address and emoji drop out; latin words match fuzzily); a
 request for a person is a request verb before a person word, a person word asked after ("客服呢"), a call back to
 "我", a complaint made by the merchant, or the bot called useless. Messages typed in pinyin ("zhuan rengong",
-"xiexie") are first read back as these vocabularies' Han words. Labelled phrasings: tests/handlers/phrasings.py.
+"xiexie") are first read back as these vocabularies' Han words. Labelled phrasings: tests/knowledge/phrasings.py.
 """
 
 import re
@@ -121,6 +121,9 @@ _IDENTITY = re.compile(
 _WHO = re.compile(r"^(你|您)(叫什么|叫啥|哪位|是哪位)")
 
 
+COURTESY_KINDS = ("thanks", "ack", "bye", "laugh", "emoji")  # small talk that asks nothing ("identity" does)
+
+
 def small_talk(text: str) -> str | None:
     """The kind of small talk a message is: "thanks", "ack", "bye", "laugh", "emoji" or "identity"; None otherwise."""
     if is_emoji_only(text):
@@ -132,6 +135,11 @@ def small_talk(text: str) -> str | None:
     if kinds is None or "greeting" in kinds:
         return None
     return next((kind for kind in _CHAT_KINDS if kind in kinds), None)
+
+
+def is_courtesy(text: str) -> bool:
+    """True when the message is only thanks, an "ok", a goodbye, laughter or emoji ("好的谢谢", "👍")."""
+    return small_talk(text) in COURTESY_KINDS
 
 
 # --- asking for a person ---------------------------------------------------------------------------------------
