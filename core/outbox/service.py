@@ -115,18 +115,10 @@ def pull(
         if message.status != SENT and utc(message.next_attempt_at) > now:
             break
         messages.append(message)
-    unsent = [message.id for message in messages if message.status != SENT]
-    if unsent:
-        statement = (
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(unsent), OutboxMessage.status != SENT)
-            .values(status=SENT, sent_at=now, lease_until=None, last_error=None)
-            .execution_options(synchronize_session=False)
-        )
-        db_session.execute(statement)
-        for message in messages:
-            if message.id in unsent:
-                message.status, message.sent_at = SENT, now
+    for message in messages:
+        if message.status != SENT:
+            message.status, message.sent_at, message.lease_until, message.last_error = SENT, now, None, None
+    db_session.flush()
     return messages
 
 

@@ -12,7 +12,8 @@
 
   var base = root.getAttribute("data-base") || "/chat";
   var identity = root.getAttribute("data-query") || "";
-  var storeKey = "ma_chat:" + (identity ? identity.split("&signature=")[0] : "visitor");
+  var signed = new URLSearchParams(identity);
+  var storeKey = "ma_chat:" + (identity ? signed.get("integration") + ":" + signed.get("user_id") : "visitor");
   var POLL_MS = 3000;
   var KEEP = 200;
   var after = Number(readStore(localStorage, storeKey + ":after")) || 0;
