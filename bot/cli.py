@@ -72,6 +72,7 @@ def serve(
     for line in chat_hint(host, port, demo=settings.chat_api_demo):
         typer.echo(line, err=True)
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
+    typer.echo(f"merchants' web chat: {_local_url(host, port, '/chat')}", err=True)
     typer.echo(console_hint(host, port), err=True)
     uvicorn.run(
         "bot.app:create_app",
