@@ -149,7 +149,8 @@ def test_the_rating_question_after_resolve_arrives_through_the_pull(client, shop
         assert db_session.get(Ticket, ticket_id).csat_score == 5
 
 
-def test_the_stream_sends_what_waits_then_what_an_agent_sends_live(client, shop):
+def test_the_stream_sends_what_waits_then_what_an_agent_sends_live(client, shop, monkeypatch):
+    monkeypatch.setattr(pull, "HEARTBEAT_SECONDS", 30.0)  # only the live notice can wake the stream in time
     api_post(client, shop, "dave", "转人工")
     ticket_id = ticket_of("api", "shop:dave")
     alice = agent()
@@ -164,6 +165,19 @@ def test_the_stream_sends_what_waits_then_what_an_agent_sends_live(client, shop)
     sender.join()
     resumed = first_event(client, "/api/chat/stream?user_id=dave", headers={**shop.headers, "Last-Event-ID": "0"})
     assert resumed["text"] == "第一条", "Last-Event-ID resumes a reconnecting client"
+
+
+def test_a_lost_live_notice_only_delays_a_message_to_the_next_heartbeat(client, shop, monkeypatch):
+    from core import events
+
+    api_post(client, shop, "ivan", "转人工")
+    ticket_id = ticket_of("api", "shop:ivan")
+    alice = agent()
+    monkeypatch.setattr(events, "publish", lambda *args, **kwargs: None)  # the store lost every notice
+    later(0.5, lambda: reply_as_agent(ticket_id, alice, "心跳时补发"))
+    started = time.monotonic()
+    assert first_event(client, "/api/chat/stream?user_id=ivan", headers=shop.headers)["text"] == "心跳时补发"
+    assert time.monotonic() - started < 5
 
 
 def test_a_stream_never_carries_another_users_messages(client, shop):
