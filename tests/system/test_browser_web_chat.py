@@ -1,13 +1,20 @@
 """The merchant web chat in a real browser (Playwright driving Debian's chromium) against a real uvicorn server: a
 merchant asks a question and gets the answer, asks for a person, and the agent's reply (sent through the ticketing
 services) and the rating question appear on the page without a reload, over server-sent events or, when those are
-unavailable, by polling."""
+unavailable, by polling; and an integration's user in an iframe on another site."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from core.database import session_scope
+from tests.conftest import make_integration
 from tests.system.test_browser import SQLITE_ONLY, browser, chromium_path, fake_telegram, served  # noqa: F401
 from ticketing import lifecycle, replies, staff
 from ticketing.models import Ticket
@@ -27,6 +34,32 @@ def agent_replies(ticket_id: int, text: str) -> int:
             agent = staff.create(db_session=db_session, username="xiaowang", password="correct horse battery")
         replies.send(db_session=db_session, ticket_id=ticket_id, agent_id=agent.id, text=text)
         return agent.id
+
+
+@contextmanager
+def shop_site(html: str) -> Iterator[str]:
+    """Another site's page (served on "localhost", a different site from the chat's 127.0.0.1): its URL."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def open_chat(browser, served: str, *, without_event_source: bool = False):  # noqa: F811
@@ -74,5 +107,29 @@ def test_merchant_asks_hands_over_and_sees_the_agents_reply_and_the_rating_quest
             assert db_session.get(Ticket, ticket_id).csat_score == 5
             delivered = replies.deliveries(db_session=db_session, ticket_id=ticket_id)
         assert {d.status for d in delivered.values()} == {"sent"}, "the console shows the reply delivered"
+    finally:
+        context.close()
+
+
+@SQLITE_ONLY
+def test_an_integration_embeds_the_chat_for_its_signed_user_in_an_iframe(served, browser):  # noqa: F811
+    shop = make_integration("shop")
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        signed = urlencode(shop.signed("alice"))
+        host_page = f'<!doctype html><title>商城</title><iframe src="{served}/chat?{signed}" width="380" height="600">'
+        with shop_site(host_page) as shop_url:  # another site (localhost, not 127.0.0.1) frames the chat
+            page.goto(shop_url)
+            chat = page.frame_locator("iframe")
+            chat.get_by_label("输入消息").fill("转人工")
+            chat.get_by_role("button", name="发送").click()
+            expect(chat.locator(".msg.bot").last).to_contain_text("工单")
+            with session_scope() as db_session:
+                ticket = db_session.scalars(select(Ticket).where(Ticket.user_id == "shop:alice")).one()
+                assert ticket.channel == "api", "the integration's user, as through its own widget"
+            agent_replies(ticket.id, REPLY)
+            expect(chat.locator(".msg.agent .bubble")).to_have_text(REPLY)
     finally:
         context.close()

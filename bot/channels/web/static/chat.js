@@ -16,18 +16,19 @@
   var storeKey = "ma_chat:" + (identity ? signed.get("integration") + ":" + signed.get("user_id") : "visitor");
   var POLL_MS = 3000;
   var KEEP = 200;
-  var after = Number(readStore(localStorage, storeKey + ":after")) || 0;
+  var after = Number(readStore("localStorage", storeKey + ":after")) || 0;
   var transcript = [];
   var pollTimer = null;
   var source = null;
   var failures = 0;
 
+  // Storage by name: merely reading window.localStorage throws in a frame whose site data is blocked.
   function readStore(storage, key) {
-    try { return storage.getItem(key); } catch (e) { return null; }
+    try { return window[storage].getItem(key); } catch (e) { return null; }
   }
 
   function writeStore(storage, key, value) {
-    try { storage.setItem(key, value); } catch (e) { /* private mode or full: the page still works */ }
+    try { window[storage].setItem(key, value); } catch (e) { /* blocked, private mode or full: the page works */ }
   }
 
   function url(path, params) {
@@ -78,11 +79,11 @@
     render(entry);
     transcript.push(entry);
     transcript = transcript.slice(-KEEP);
-    writeStore(sessionStorage, storeKey + ":log", JSON.stringify(transcript));
+    writeStore("sessionStorage", storeKey + ":log", JSON.stringify(transcript));
   }
 
   function restore() {
-    var saved = readStore(sessionStorage, storeKey + ":log");
+    var saved = readStore("sessionStorage", storeKey + ":log");
     if (!saved) return;
     try { transcript = JSON.parse(saved) || []; } catch (e) { transcript = []; }
     transcript.forEach(render);
@@ -91,7 +92,7 @@
   function received(message) {
     if (!message || typeof message.id !== "number" || message.id <= after) return;
     after = message.id;
-    writeStore(localStorage, storeKey + ":after", String(after));
+    writeStore("localStorage", storeKey + ":after", String(after));
     add("agent", "客服", message.text, message.options);
   }
 
