@@ -1,14 +1,14 @@
 """Outbox messages are read by recipient (merchants' clients fetch what was sent to them).
 
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-12-07 15:00:00
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-07 15:30:00
 """
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
