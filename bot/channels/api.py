@@ -215,7 +215,8 @@ def chat(
 @router.get("/api/chat/messages", response_model=list[MessageOut], responses=REFUSALS)
 def messages(recipient: Recipient, after: After = 0) -> list[dict]:
     """What was sent to the user outside the replies to its messages (an agent's answers, the rating question after
-    a ticket is resolved, notices), oldest first, after message id `after`; fetching a message delivers it.
+    a ticket is resolved, notices), oldest first, after message id `after`, at most 100 at a time (ask again after
+    the last id); fetching a message delivers it.
 
     Authenticated as POST /api/chat: the API key as a bearer token, or the signed identity (`integration`, `expires`,
     `signature` for `user_id`) as query parameters.

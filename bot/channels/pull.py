@@ -93,9 +93,13 @@ async def stream(
 
     async def fresh() -> AsyncIterator[str]:
         nonlocal after
-        for message in await asyncio.to_thread(fetch, channel=channel, recipient=recipient, after=after):
-            after = message["id"]
-            yield as_sse(message)
+        while True:
+            batch = await asyncio.to_thread(fetch, channel=channel, recipient=recipient, after=after)
+            for message in batch:
+                after = message["id"]
+                yield as_sse(message)
+            if len(batch) < outbox.PULL_LIMIT:
+                return
 
     async for chunk in fresh():
         yield chunk

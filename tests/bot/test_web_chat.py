@@ -180,6 +180,29 @@ def test_a_lost_live_notice_only_delays_a_message_to_the_next_heartbeat(client, 
     assert time.monotonic() - started < 5
 
 
+def test_the_stream_sends_a_long_backlog_whole_and_the_list_in_pages(client, shop, monkeypatch):
+    from core.outbox import service as outbox
+
+    monkeypatch.setattr(pull, "HEARTBEAT_SECONDS", 30.0)  # all at once, not the rest at the next heartbeat
+
+    count = outbox.PULL_LIMIT + 5
+    with session_scope() as db_session:
+        for number in range(count):
+            outbox.enqueue(db_session=db_session, channel="api", recipient="shop:zed", text=f"通知 {number}")
+    listed = api_messages(client, shop, "zed")
+    assert len(listed) == outbox.PULL_LIMIT
+    rest = api_messages(client, shop, "zed", after=listed[-1]["id"])
+    assert [m["text"] for m in rest] == [f"通知 {number}" for number in range(outbox.PULL_LIMIT, count)]
+    streamed, started = [], time.monotonic()
+    with client.stream("GET", "/api/chat/stream?user_id=zed", headers=shop.headers) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                streamed.append(json.loads(line[6:])["text"])
+                if len(streamed) == count:
+                    break
+    assert streamed == [f"通知 {number}" for number in range(count)] and time.monotonic() - started < 5
+
+
 def test_a_stream_never_carries_another_users_messages(client, shop):
     api_post(client, shop, "erin", "转人工")
     ticket_id = ticket_of("api", "shop:erin")
