@@ -17,6 +17,7 @@ from bot import views as bot_views
 from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database, warm_knowledge
 from bot.channels import api as api_channel
 from bot.channels.telegram import views as telegram_views
+from bot.channels.web import views as web_channel
 from bot.channels.wechat import views as wechat_views
 from console import routes as console_routes
 from core import logs, metrics
@@ -101,5 +102,6 @@ def create_app(*, message_router: Router | None = None) -> FastAPI:
     app.include_router(invoice_views.router)
     app.include_router(merchant_views.router)
     app.include_router(integration_views.router)
+    web_channel.install(app)
     console_routes.install(app)
     return app

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from bot import terminal
 from bot.bootstrap import close_senders, make_senders, make_workers, prepare_database
 from bot.channels.telegram.inbound import run_polling, set_webhook
 from bot.triage import line_text, make_triage_router, triage_one
@@ -74,6 +75,7 @@ def serve(
     for line in chat_hint(host, port, demo=settings.chat_api_demo):
         typer.echo(line, err=True)
     typer.echo("or in a terminal: .venv/bin/merchant-assist chat", err=True)
+    typer.echo(f"merchants' web chat: {_local_url(host, port, '/chat')}", err=True)
     typer.echo(console_hint(host, port), err=True)
     uvicorn.run(
         "bot.app:create_app",
@@ -125,21 +127,29 @@ def chat_hint(host: str, port: int, *, demo: bool) -> list[str]:
 
 @app.command()
 def chat(user: Annotated[str, typer.Option(help="Merchant id for this conversation.")] = "terminal") -> None:
-    """Talk to the bot in the terminal (the same router as every channel)."""
+    """Talk to the bot in the terminal (the same router as every channel); agents' replies appear as they arrive."""
     prepare_database()
     router = make_router()
-    typer.echo("发票助手已就绪。输入问题后回车；输入 /quit 退出。")
-    while True:
-        try:
-            line = input("您> ")
-        except (EOFError, KeyboardInterrupt):
-            typer.echo("")
-            break
-        if line.strip() in {"/quit", "/exit"}:
-            break
-        with session_scope() as db_session:
-            reply = router.handle(IncomingMessage(channel="terminal", user_id=user, text=line), db_session=db_session)
-        typer.echo("助手> " + reply.render_text().replace("\n", "\n      ") + "\n")
+    typer.echo("发票助手已就绪。输入问题后回车；输入 /quit 退出。客服的回复会随时显示在这里。")
+    output = threading.Lock()
+    inbox = terminal.TerminalInbox(user, lock=output).start()
+    try:
+        while True:
+            try:
+                line = input(terminal.PROMPT)
+            except (EOFError, KeyboardInterrupt):
+                typer.echo("")
+                break
+            if line.strip() in {"/quit", "/exit"}:
+                break
+            with session_scope() as db_session:
+                message = IncomingMessage(channel=terminal.CHANNEL, user_id=user, text=line)
+                reply = router.handle(message, db_session=db_session)
+            if not reply.silent:
+                with output:
+                    typer.echo("助手> " + reply.render_text().replace("\n", "\n      ") + "\n")
+    finally:
+        inbox.stop()
 
 
 @app.command()

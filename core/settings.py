@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     unanswered_meaning_similarity: float = 0.35  # centred cosine (average linkage) at which questions share a group
     unanswered_embed_keys: int = 2000  # distinct questions grouped by meaning per view; the rest by wording
 
+    # Web chat (h-web): the merchant-facing page at /chat
+    web_chat_frame_ancestors: str = "*"  # CSP frame-ancestors of /chat: who may embed it ("'self'", "https://a.cn")
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -5,11 +5,12 @@ from sqlalchemy import func, select
 
 from core import metrics
 from core.database import session_scope
-from core.outbox.models import OutboxMessage
+from core.outbox.models import PULL_CHANNELS, OutboxMessage
 
 
 class OutboxBacklog:
-    """Collects the outbox backlog (pending and sending rows per channel) from the database at scrape time."""
+    """Collects the outbox backlog (pending and sending rows per channel) from the database at scrape time; messages
+    waiting for a merchant's client to fetch them (PULL_CHANNELS) are not a delivery backlog and are left out."""
 
     def collect(self):
         gauge = GaugeMetricFamily(
@@ -19,7 +20,10 @@ class OutboxBacklog:
             with session_scope() as db_session:
                 query = (
                     select(OutboxMessage.channel, OutboxMessage.status, func.count())
-                    .where(OutboxMessage.status.in_(("pending", "sending")))
+                    .where(
+                        OutboxMessage.status.in_(("pending", "sending")),
+                        OutboxMessage.channel.not_in(sorted(PULL_CHANNELS)),
+                    )
                     .group_by(OutboxMessage.channel, OutboxMessage.status)
                 )
                 for channel, status, count in db_session.execute(query):

@@ -13,6 +13,9 @@ SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 STATUSES = (PENDING, SENDING, SENT, FAILED)
+# Channels whose merchants fetch their messages (the chat API, the web chat, the terminal chat): no push worker
+# claims them, and a message is sent once the merchant's client has fetched it.
+PULL_CHANNELS = frozenset({"api", "web", "terminal"})
 
 
 class OutboxMessage(Base):
@@ -21,6 +24,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox_message"
     __table_args__ = (
         Index("ix_outbox_message_due", "status", "next_attempt_at"),
+        Index("ix_outbox_message_recipient", "channel", "recipient", "id"),
         UniqueConstraint("dedupe_key", name="uq_outbox_message_dedupe_key"),
     )
 

@@ -8,16 +8,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import events
 from core.clock import utc
 from core.database import dialect_insert
 from core.messages import Option
-from core.outbox.models import FAILED, PENDING, SENDING, SENT, STATUSES, OutboxMessage
+from core.outbox.models import FAILED, PENDING, PULL_CHANNELS, SENDING, SENT, STATUSES, OutboxMessage
 from core.settings import get_settings
 
 BASE_BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 600.0
 MAX_ERROR_CHARS = 2000
 OPEN = (PENDING, SENDING)
+PULL_LIMIT = 100
 
 
 def make_payload(text: str, options: Sequence[Option | Mapping[str, str]] | None = None) -> dict[str, Any]:
@@ -53,7 +55,9 @@ def enqueue(
     delay_seconds: float = 0.0,
     now: datetime | None = None,
 ) -> OutboxMessage:
-    """Add a message to the outbox; a dedupe key already used returns that earlier message and adds nothing."""
+    """Add a message to the outbox; a dedupe key already used returns that earlier message and adds nothing. Live
+    listeners of the recipient's chat are told once the transaction commits."""
+    events.publish_after_commit(db_session, events.CHAT, chat_key(channel, recipient))
     values = {
         "channel": channel,
         "recipient": recipient,
@@ -75,6 +79,56 @@ def enqueue(
     if existing is None:
         raise LookupError(f"dedupe key {dedupe_key!r} conflicted but its message is gone")
     return existing
+
+
+def chat_key(channel: str, recipient: str) -> str:
+    """The live-notice key of one recipient's chat."""
+    return f"{channel}:{recipient}"
+
+
+def pull(
+    *,
+    db_session: Session,
+    channel: str,
+    recipient: str,
+    after_id: int = 0,
+    limit: int = PULL_LIMIT,
+    now: datetime | None = None,
+) -> list[OutboxMessage]:
+    """The recipient's messages after `after_id`, oldest first, as its client fetches them: pending ones become
+    sent. Cancelled (failed) ones are left out; the list stops before a message not yet due."""
+    now = utc(now)
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.channel == channel,
+            OutboxMessage.recipient == recipient,
+            OutboxMessage.id > after_id,
+            OutboxMessage.status != FAILED,
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    )
+    messages = []
+    for message in db_session.scalars(query):
+        if message.status != SENT and utc(message.next_attempt_at) > now:
+            break
+        messages.append(message)
+    for message in messages:
+        if message.status != SENT:
+            message.status, message.sent_at, message.lease_until, message.last_error = SENT, now, None, None
+    db_session.flush()
+    return messages
+
+
+def last_delivered_id(*, db_session: Session, channel: str, recipient: str) -> int:
+    """The id of the recipient's latest message already delivered (0 when none): where a new client starts to
+    show only what it has not seen."""
+    query = select(func.max(OutboxMessage.id)).where(
+        OutboxMessage.channel == channel, OutboxMessage.recipient == recipient, OutboxMessage.status == SENT
+    )
+    return db_session.scalar(query) or 0
 
 
 def _insert_unless_duplicate(db_session: Session, values: dict[str, Any]) -> int | None:
@@ -138,7 +192,8 @@ def claim_due(
     channels: Collection[str] | None = None,
 ) -> list[OutboxMessage]:
     """Take up to `limit` due messages (or ones whose lease expired) for delivery: each becomes sending under a lease,
-    its attempt counted, and no other claimer can take it until the lease expires."""
+    its attempt counted, and no other claimer can take it until the lease expires. Messages of PULL_CHANNELS are
+    never claimed: their merchants' clients fetch them (`pull`)."""
     now = utc(now)
     lease_until = now + timedelta(seconds=lease_seconds)
     query = _due_query(now, channels)
@@ -148,7 +203,8 @@ def claim_due(
 
 
 def _due_query(now: datetime, channels: Collection[str] | None) -> Select[tuple[OutboxMessage]]:
-    query = select(OutboxMessage).where(_due(now)).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    query = select(OutboxMessage).where(_due(now), OutboxMessage.channel.not_in(sorted(PULL_CHANNELS)))
+    query = query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
     return query if channels is None else query.where(OutboxMessage.channel.in_(list(channels)))
 
 

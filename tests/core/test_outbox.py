@@ -344,6 +344,75 @@ def test_worker_delivers_when_woken(outbox_db):
     assert outbox_worker.run_once() == 1
 
 
+# --- pull delivery (chat API, web chat, terminal) --------------------------------------------------------
+
+
+def pull(recipient: str = "oUser1", *, channel: str = "web", after_id: int = 0, now: datetime = T0) -> list[str]:
+    with session_scope() as db_session:
+        messages = service.pull(db_session=db_session, channel=channel, recipient=recipient, after_id=after_id, now=now)
+        return [m.payload["text"] for m in messages]
+
+
+def test_pull_returns_the_recipients_messages_oldest_first_and_marks_them_sent(outbox_db):
+    first = add("客服：您好", channel="web")
+    second = add("请为本次服务打分", channel="web", options=[Option("5分", "5")])
+    with session_scope() as db_session:
+        service.enqueue(db_session=db_session, channel="web", recipient="someone-else", text="别人的", now=T0)
+        service.enqueue(db_session=db_session, channel="api", recipient="oUser1", text="另一个渠道", now=T0)
+    cancelled = add("作废", channel="web", dedupe_key="stand-in")
+    with session_scope() as db_session:
+        assert service.cancel_unsent(db_session=db_session, dedupe_key="stand-in", reason="replaced")
+    assert {fetch(first).status, fetch(second).status} == {"pending"}
+    assert pull() == ["客服：您好", "请为本次服务打分"], "never another recipient's or channel's, nor a cancelled one"
+    assert (fetch(first).status, fetch(second).status, fetch(cancelled).status) == ("sent", "sent", "failed")
+    assert utc(fetch(first).sent_at) == T0
+    assert pull(after_id=first) == ["请为本次服务打分"], "a client resumes after the last id it has"
+    assert pull(after_id=second) == []
+    assert pull() == ["客服：您好", "请为本次服务打分"], "delivered messages stay readable (another tab, a reload)"
+    with session_scope() as db_session:
+        assert service.last_delivered_id(db_session=db_session, channel="web", recipient="oUser1") == second
+        assert service.last_delivered_id(db_session=db_session, channel="web", recipient="nobody") == 0
+
+
+def test_pull_stops_before_a_message_not_yet_due(outbox_db):
+    add("现在", channel="web")
+    later = add("稍后", channel="web", delay_seconds=60)
+    add("之后", channel="web")
+    assert pull() == ["现在"]
+    assert fetch(later).status == "pending"
+    assert pull(now=T0 + timedelta(minutes=2)) == ["现在", "稍后", "之后"]
+
+
+def test_pull_channels_are_never_claimed_by_a_push_worker_nor_counted_as_a_backlog(outbox_db):
+    from core.outbox.backlog import OutboxBacklog
+    from core.outbox.models import PULL_CHANNELS
+
+    assert {"api", "web", "terminal"} == PULL_CHANNELS
+    pulled = [add(f"to {channel}", channel=channel) for channel in sorted(PULL_CHANNELS)]
+    pushed = add("to wechat", channel="wechat")
+    assert claim() == [pushed], "claiming every channel still leaves the pulled ones alone"
+    assert claim(channels=["api", "web", "terminal"]) == []
+    assert deliver_due(senders={"web": RecordingSender(channel="web")}, now=T0) == 0
+    assert {fetch(i).status for i in pulled} == {"pending"}
+    [gauge] = OutboxBacklog().collect()
+    assert {sample.labels["channel"] for sample in gauge.samples} == {"wechat"}
+
+
+def test_enqueue_tells_live_listeners_of_the_recipients_chat_once_committed(outbox_db, monkeypatch):
+    from core import events
+    from core.store import MemoryStore
+
+    store = MemoryStore()
+    monkeypatch.setattr(events, "get_store", lambda: store)
+    with session_scope() as db_session:
+        service.enqueue(db_session=db_session, channel="web", recipient="abc", text="您好", now=T0)
+        assert events.current(store) == 0, "not before the commit"
+    with pytest.raises(RuntimeError), session_scope() as db_session:
+        service.enqueue(db_session=db_session, channel="web", recipient="gone", text="回滚", now=T0)
+        raise RuntimeError
+    assert [(e.kind, e.key) for e in events.read(store, after=0)[1]] == [("chat", "web:abc")]
+
+
 def test_worker_survives_database_errors(outbox_db, monkeypatch, caplog):
     calls: list[int] = []
 

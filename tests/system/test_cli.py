@@ -3,6 +3,8 @@
 import json
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,67 @@ def test_triage_with_embeddings(tmp_path):
     assert rows[1]["action"] == "invoice_lookup"
     assert rows[1]["invoice"] == {"number": NUMBER}
     assert rows[2]["action"] == "handoff"
+
+
+# --- chat --------------------------------------------------------------------------------------------------
+
+
+class Reader:
+    """Collects a process's output on a thread, so a test can wait for a line without blocking on the pipe."""
+
+    def __init__(self, stream) -> None:
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        while chunk := stream.read1(4096):
+            self.chunks.append(chunk)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+    def wait_for(self, wanted: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while wanted not in self.text:
+            assert time.monotonic() < deadline, f"{wanted!r} not printed; output so far:\n{self.text[-3000:]}"
+            time.sleep(0.05)
+        return self.text
+
+
+def test_chat_shows_an_agents_reply_that_arrives_while_it_is_open(env, monkeypatch):
+    from argon2 import PasswordHasher
+    from sqlalchemy import select
+
+    from core.database import get_engine, session_scope
+    from tests.conftest import clear_process_caches
+    from ticketing import replies, staff
+    from ticketing.models import Ticket
+
+    chat = subprocess.Popen(
+        [str(CLI), "chat", "--user", "t1"], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        out = Reader(chat.stdout)
+        chat.stdin.write("转人工\n".encode())
+        chat.stdin.flush()
+        out.wait_for("助手> ", timeout=120)
+        monkeypatch.setenv("DATABASE_URL", env["DATABASE_URL"])
+        monkeypatch.setattr(staff, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        clear_process_caches()
+        with session_scope() as db_session:
+            ticket_id = db_session.scalars(select(Ticket.id).where(Ticket.user_id == "t1")).one()
+            agent_id = staff.create(db_session=db_session, username="alice", password="correct horse").id
+        with session_scope() as db_session:
+            replies.send(db_session=db_session, ticket_id=ticket_id, agent_id=agent_id, text="您好，我是客服小王")
+        out.wait_for("[客服] 您好，我是客服小王", timeout=10)
+        chat.stdin.write(b"/quit\n")
+        chat.stdin.flush()
+        assert chat.wait(timeout=30) == 0
+        assert out.text.count("[客服] 您好，我是客服小王") == 1
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+        get_engine().dispose()
+        clear_process_caches()

@@ -1,5 +1,6 @@
 """The wheel: built from the repository's files, it holds every template, static and data file of the packages, and
-installed into a fresh virtualenv (not the editable checkout) it serves the console login and the FAQ admin pages."""
+installed into a fresh virtualenv (not the editable checkout) it serves the console login, the FAQ admin pages and the
+merchants' web chat."""
 
 import os
 import subprocess
@@ -95,6 +96,8 @@ def test_the_installed_wheel_serves_the_console_and_the_faq_admin_pages(wheel, t
                 assert page.status_code == 200 and "<html" in page.text, (path, page.status_code, page.text[:500])
             assert re.search("开票|发票", client.get("/console/admin/faq").text)
             assert client.get("/console/static/console.css").status_code == 200
+            assert "发票助手" in client.get("/chat").text, "the merchants' web chat page"
+            assert client.get("/chat/static/chat.js").status_code == 200
         print("served")
         """
     )
