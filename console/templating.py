@@ -35,7 +35,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 ROLE_LABELS = {"agent": "客服", "admin": "管理员"}
-CHANNEL_LABELS = {"wechat": "微信", "telegram": "Telegram", "api": "API"}
+CHANNEL_LABELS = {"wechat": "微信", "telegram": "Telegram", "api": "API", "web": "网页聊天", "terminal": "终端"}
 SLA_LABELS = {
     "ok": "正常",
     "warning": "即将超时",
