@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import webhook
+from load import wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 USERNAME, PASSWORD = "bench-agent", "bench live password"
@@ -274,22 +275,6 @@ def main() -> None:
         get_engine.cache_clear()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def wait_for_port(port: int, process: subprocess.Popen) -> None:
-    import socket
-
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                time.sleep(3)  # let every worker finish its start-up (matcher build)
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the server did not start within 180 s")
 
 
 if __name__ == "__main__":

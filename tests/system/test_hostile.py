@@ -1169,8 +1169,9 @@ RAW_BODIES = (
     b'--fuzzboundary\r\nContent-Disposition: form-data; name="file"; filename="\xff.yaml"\r\n\r\n\xff\xfe\r\n'
     b"--fuzzboundary--\r\n",
 )
-# Event streams stay open by design (their client reads events, not a whole body): tests/bot/test_web_chat.py
-EVENT_STREAMS = ("/api/chat/stream", "/chat/stream")
+# Event streams stay open by design (their client reads events, not a whole body): tests/bot/test_web_chat.py and
+# tests/console/test_live.py cover them.
+EVENT_STREAMS = ("/api/chat/stream", "/chat/stream", "/console/events")
 MISSING_ID = "999999"  # fills every path parameter: a valid int and str that names nothing, so no route changes a row
 
 
