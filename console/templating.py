@@ -310,15 +310,19 @@ def nav_flags(request: Request, staff: StaffUser | None) -> dict[str, Any]:
     }
 
 
+LIVE_REFRESH_HEADER = "x-live-refresh"  # sent by console/static/live.js when it re-fetches a page in the background
+
+
 def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
     """A page: the template with `staff` (current user or None), `csrf_token`, `nav` flags and pending `flashes`
-    added (values in `context` win)."""
+    added (values in `context` win). A live page's background refresh leaves the flashes to the page being shown."""
     staff = _staff(request)
+    shown = staff is not None and LIVE_REFRESH_HEADER not in request.headers
     values: dict[str, Any] = {
         "staff": staff,
         "csrf_token": csrf.page_token(request) if staff is not None else None,
         "nav": nav_flags(request, staff),
-        "flashes": logins.pop_flashes(request) if staff is not None else [],
+        "flashes": logins.pop_flashes(request) if shown else [],
     }
     values.update(context or {})
     response = templates.TemplateResponse(request, name, values, status_code=status_code)

@@ -174,3 +174,17 @@ def test_ticket_page_folds_the_bot_conversation_and_embeds_the_filled_quick_repl
 def test_the_live_script_is_served_and_loads_nothing_from_elsewhere(console):  # noqa: F811
     script = console.client.get("/console/static/live.js")
     assert script.status_code == 200 and "EventSource" in script.text and "http" not in script.text.split("*/", 1)[1]
+
+
+def test_a_background_refresh_leaves_the_confirmation_to_the_page_the_agent_lands_on(console):  # noqa: F811
+    """live.js re-fetches a page when a notice comes, possibly while the agent's own reply redirects: that fetch must
+    not take the "回复已发送" the agent is about to see."""
+    client, _ = logged_in(console, "alice")
+    ticket_id = handoff("4343")
+    assert post(client, f"/console/tickets/{ticket_id}/take").status_code == 303
+    client.get(f"/console/tickets/{ticket_id}")  # the take's own confirmation, shown
+    sent = post(client, f"/console/tickets/{ticket_id}/reply", {"text": "您好，正在为您查询"}, follow_redirects=False)
+    assert sent.status_code == 303
+    background = client.get(f"/console/tickets/{ticket_id}", headers={"X-Live-Refresh": "1"}).text
+    assert "回复已发送" not in background
+    assert "回复已发送" in client.get(f"/console/tickets/{ticket_id}").text

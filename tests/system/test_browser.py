@@ -25,6 +25,8 @@ from tests.fakes.telegram import TOKEN, FakeTelegram
 from ticketing import handoff, staff
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Live pages wait on a server, a worker and an event stream that share two busy cores with the whole suite in CI.
+expect.set_options(timeout=15_000)
 APT_TIMEOUT_SECONDS = 900
 PASSWORD = "correct horse battery"
 CHAT_ID = 4242

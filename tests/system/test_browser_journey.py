@@ -63,7 +63,8 @@ def test_web_chat_to_agent_and_back_with_the_rating_live_on_every_page(served, b
 
         row.get_by_role("link", name=number).click()
         page = queue
-        expect(page.locator(".live-status")).to_have_text("实时")
+        expect(page).to_have_url(f"{served}/console/tickets/{ticket_id}")
+        expect(page.locator(".live-status")).to_have_text("实时")  # live.js runs: Ctrl+Enter is bound
         page.evaluate("window.__stayed = true")
 
         colleague, other = logged_in(browser, served, f"/console/tickets/{ticket_id}", "lisi", timeout_ms=20_000)
