@@ -16,7 +16,7 @@ from console.identity import Agent, current_staff, require_agent
 from console.pages import checked
 from core import events
 from core.store import best_effort, get_store
-from core.web import DbSession, RowId
+from core.web import DbSession, RowId, sse_response
 from ticketing import presence
 from ticketing.models import StaffUser
 from ticketing.service import TicketNotFound, require
@@ -62,11 +62,7 @@ async def live_events(
     after the notice number the browser last got (Last-Event-ID) or the page was rendered at (`after`)."""
     require_agent(request, await run_in_threadpool(current_staff, request))
     resume = _number(last_event_id)
-    return StreamingResponse(
-        _stream(resume if resume is not None else _number(after)),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(_stream(resume if resume is not None else _number(after)))
 
 
 @router.post("/tickets/{ticket_id}/presence", response_class=Response)

@@ -69,22 +69,18 @@ def publish(kind: str, key: str = "", *, store: Store | None = None, **data: Any
     best_effort(write, None, what=f"live notice {kind}")
 
 
-def publish_after_commit(db_session: Session, kind: str, key: str = "", **data: Any) -> None:
-    """Publish once the session's transaction (the one holding the change announced) commits: never for a
-    rolled-back change, never before readers can see it."""
-    db_session.info.setdefault(PENDING_KEY, []).append((kind, key, data))
-
-
-def notice_after_commit(db_session: Session, kind: str, key: str = "") -> dict[str, Any]:
-    """The facts of the one notice of `kind`/`key` this transaction publishes after commit (created on first use),
-    for the caller to fill in: several changes to one thing in one transaction make one notice."""
+def publish_after_commit(db_session: Session, kind: str, key: str = "", **data: Any) -> dict[str, Any]:
+    """Publish `kind`/`key` once the session's transaction (the one holding the change announced) commits: never for
+    a rolled-back change, never before readers can see it. Several changes to one thing in one transaction make one
+    notice: its facts (returned, for the caller to fill in) are merged."""
     pending = db_session.info.setdefault(PENDING_KEY, [])
-    for pending_kind, pending_key, data in pending:
+    for pending_kind, pending_key, facts in pending:
         if (pending_kind, pending_key) == (kind, key):
-            return data
-    data: dict[str, Any] = {}
-    pending.append((kind, key, data))
-    return data
+            facts.update(data)
+            return facts
+    facts = dict(data)
+    pending.append((kind, key, facts))
+    return facts
 
 
 @sa_event.listens_for(Session, "after_commit")

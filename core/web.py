@@ -2,13 +2,13 @@
 
 import hmac
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from core.database import session_scope
@@ -108,3 +108,12 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     detail = [_error_detail(dict(error)) for error in errors[:50]]
     log.info("request refused on %s %s: %d validation errors", request.method, request.url.path, len(errors))
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+SSE_MEDIA_TYPE = "text/event-stream"
+
+
+def sse_response(events_text: AsyncIterator[str]) -> StreamingResponse:
+    """A server-sent events response that no proxy buffers or caches."""
+    headers = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events_text, media_type=SSE_MEDIA_TYPE, headers=headers)

@@ -233,7 +233,7 @@ def announce(
 ) -> None:
     """Tell live pages, after commit, that the ticket changed (one notice per ticket and transaction, with the
     actions taken, by whom, its state and assignee; never content) and that the queue changed."""
-    facts = events.notice_after_commit(db_session, events.TICKET, str(ticket_id))
+    facts = events.publish_after_commit(db_session, events.TICKET, str(ticket_id))
     actions = facts.setdefault("actions", [])
     if action not in actions:
         actions.append(action)
@@ -248,7 +248,7 @@ def announce(
         facts["state"] = state
     elif ticket is not None:
         facts["state"] = ticket.state
-    changed = events.notice_after_commit(db_session, events.QUEUE).setdefault("tickets", [])
+    changed = events.publish_after_commit(db_session, events.QUEUE).setdefault("tickets", [])
     if ticket_id not in changed and len(changed) < QUEUE_NOTICE_TICKETS:
         changed.append(ticket_id)
 

@@ -23,7 +23,7 @@ from bot.channels import MessageRouter, pull
 from bot.channels.pull import MAX_AFTER, MessageOut, OptionOut
 from core.messages import IncomingMessage
 from core.settings import get_settings
-from core.web import DbSession
+from core.web import DbSession, sse_response
 from integrations import service as integrations
 from integrations.schemas import SLUG_PATTERN
 
@@ -234,4 +234,4 @@ async def stream(request: Request, recipient: Recipient, after: After = 0) -> St
     Last-Event-ID header), then each new one as it is sent, with heartbeats. Authenticated as GET /api/chat/messages.
     """
     start = pull.resume_after(request, after)
-    return pull.sse_response(pull.stream(channel=CHANNEL, recipient=recipient, after=start))
+    return sse_response(pull.stream(channel=CHANNEL, recipient=recipient, after=start))

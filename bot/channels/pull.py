@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from core import events
@@ -17,8 +16,8 @@ from core.database import session_scope
 from core.outbox import service as outbox
 from core.outbox.models import OutboxMessage
 from core.store import best_effort, get_store
+from core.web import SSE_MEDIA_TYPE
 
-SSE_MEDIA_TYPE = "text/event-stream"
 HEARTBEAT_SECONDS = 15.0
 STREAM_SECONDS = 300.0  # then the stream ends and the client reconnects (EventSource does, with Last-Event-ID)
 RETRY_MILLISECONDS = 3000
@@ -115,12 +114,6 @@ async def stream(
                 break
     finally:
         await listener.aclose()
-
-
-def sse_response(events_text: AsyncIterator[str]) -> StreamingResponse:
-    """A server-sent events response that no proxy buffers or caches."""
-    headers = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events_text, media_type=SSE_MEDIA_TYPE, headers=headers)
 
 
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {

@@ -29,7 +29,7 @@ from core.conversation import state as chat_state
 from core.messages import IncomingMessage
 from core.settings import get_settings
 from core.store import get_store
-from core.web import DbSession
+from core.web import DbSession, sse_response
 from integrations import service as integrations
 
 CHANNEL = "web"
@@ -219,7 +219,7 @@ def messages(visitor: CurrentVisitor, after: After = 0) -> list[dict]:
 async def stream(request: Request, visitor: CurrentVisitor, after: After = 0) -> StreamingResponse:
     """The visitor's messages as server-sent events, live."""
     start = pull.resume_after(request, after)
-    return pull.sse_response(pull.stream(channel=visitor.channel, recipient=visitor.user_id, after=start))
+    return sse_response(pull.stream(channel=visitor.channel, recipient=visitor.user_id, after=start))
 
 
 def install(app: FastAPI) -> None:
